@@ -1,0 +1,1 @@
+"""The codec contract (ABCs), file framing and the name registry."""
