@@ -166,12 +166,24 @@ class ValidationError(SegstoreError):
     error_type = "illegal_argument_exception"
     status = 400
 
-    def __init__(self, message: str, error_type: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        error_type: str | None = None,
+        status: int | None = None,
+        caused_by: "ValidationError | None" = None,
+    ) -> None:
         super().__init__(message)
         if error_type is not None:
             self.error_type = error_type
         if status is not None:
             self.status = status
+        self.caused_by = caused_by
+
+    def __str__(self) -> str:
+        if self.caused_by is None:
+            return self.message
+        return f"{self.message}; caused by: {self.caused_by}"
 
 
 class MapperParsingError(ValidationError):

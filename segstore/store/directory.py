@@ -35,7 +35,7 @@ class IndexOutput(ABC):
         if self._closed:
             raise AlreadyClosedError(f"output [{self.name}] is closed")
         self._crc = zlib.crc32(data, self._crc)
-        self._length += len(data)
+        self._length += memoryview(data).nbytes  # bytes, also for multi-byte memoryviews
         self._write(data)
 
     @property

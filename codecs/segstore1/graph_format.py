@@ -1,0 +1,412 @@
+"""``SegStore1HnswGraph``: one hnswlib HNSW graph per float vector field, ``<segment>_f<number>.hnsw``.
+
+Grammar (framing per :mod:`segstore.codec.framing`)::
+
+    File    := Header("SegStore1HnswGraph", Version, SegmentId, Suffix="f<number>"), Meta, Blob, Footer
+    Meta    := msgpack map { "space": "l2"|"ip"|"cosine", "dimension": int, "m": int, "ef_construction": int,
+                             "count": int, "random_seed": int, "blob_length": int }
+    Blob    := byte[blob_length], exactly what ``hnswlib.Index.save_index`` writes (hnswlib 0.8 layout);
+               labels are the field's vector ordinals 0..count-1.
+
+A field with no vector has no graph file. The graph format holds no vectors of its own that the reader
+trusts: the field's vector count comes from the segment's ``.vem`` (see ``vector_values_format``), and a
+graph can always be rebuilt from the canonical vectors with :func:`build_hnsw`.
+
+hnswlib parses its blob without bounds checks and can crash the process on damaged input, so the file's
+full CRC is verified and the meta and the blob's fixed header are validated before a single byte reaches
+hnswlib. Graphs are loaded lazily, once, on the first ``get()``.
+
+Raw distances returned by :meth:`KnnGraph.search`, per field space type:
+
+* ``l2`` (hnswlib ``l2``): squared Euclidean distance ``sum((q - v) ** 2)``;
+* ``innerproduct`` (hnswlib ``ip``): ``1 - dot(q, v)`` (can be negative);
+* ``cosinesimil`` (hnswlib ``cosine``): ``1 - cos(q, v)``, in [0, 2]; hnswlib normalises the stored vectors
+  and the queries itself.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import hnswlib
+import msgpack
+import numpy as np
+
+from segstore.codec.base import GraphFormat, GraphReader, GraphWriter, KnnGraph, VectorValues
+from segstore.codec.framing import FramedInput, write_footer, write_header
+from segstore.errors import AlreadyClosedError, CorruptIndexError, StorageIOError
+from segstore.index.field_infos import FieldInfo
+from segstore.index.file_names import segment_file_name
+from segstore.index.write_state import SegmentReadState, SegmentWriteState
+from segstore.store.directory import IndexOutput
+from segstore_codecs.segstore1.vector_values_format import read_vector_meta
+
+__all__ = ["SegStore1HnswGraphFormat", "HnswGraph", "build_hnsw", "graph_file_name", "HNSW_SPACES"]
+
+CODEC_NAME = "SegStore1HnswGraph"
+EXTENSION = "hnsw"
+VERSION_START = 1  # never 0, so a "version - 1" header is still a representable (too old) u32
+VERSION_CURRENT = 1
+RANDOM_SEED = 100
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 100
+HNSW_SPACES = {"l2": "l2", "innerproduct": "ip", "cosinesimil": "cosine"}  # field space -> hnswlib space
+_M_RANGE = (2, 2048)  # hnswlib needs M >= 2; the upper bound only rejects absurd (corrupt) values
+_EF_RANGE = (2, 1 << 20)
+_META_KEYS = frozenset(("space", "dimension", "m", "ef_construction", "count", "random_seed", "blob_length"))
+_META_MAX = 4096  # the meta map is ~100 bytes; only this prefix is copied to parse it
+_COPY_CHUNK = 8 << 20
+# Fixed part of hnswlib 0.8's saveIndex: offsetLevel0, max_elements, cur_element_count,
+# size_data_per_element, label_offset, offsetData (size_t), maxlevel (int), enterpoint_node (uint32),
+# maxM, maxM0, M (size_t), mult (double), ef_construction (size_t).
+_BLOB_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+
+
+def graph_file_name(segment: str, field: FieldInfo) -> str:
+    return segment_file_name(segment, f"f{field.number}", EXTENSION)
+
+
+def _hnsw_space(field: FieldInfo) -> str:
+    if field.vector_data_type != "float":
+        raise ValueError(f"SegStore1HnswGraph supports float vectors only; field [{field.name}] has data_type "
+                         f"[{field.vector_data_type}] (use a format that supports byte/binary vectors)")
+    try:
+        return HNSW_SPACES[field.vector_space_type]
+    except KeyError:
+        raise ValueError(f"SegStore1HnswGraph does not support space type [{field.vector_space_type}] of "
+                         f"field [{field.name}]; supported: {sorted(HNSW_SPACES)}") from None
+
+
+def _int_attribute(field: FieldInfo, key: str, default: int, bounds: tuple[int, int]) -> int:
+    raw = field.attribute(key)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        raise ValueError(f"field [{field.name}]: attribute [{key}] must be an integer, got {raw!r}") from None
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"field [{field.name}]: attribute [{key}]={value} outside {list(bounds)}")
+    return value
+
+
+def build_hnsw(field: FieldInfo, vectors: np.ndarray) -> hnswlib.Index:
+    """Build the HNSW graph of ``field`` over ``vectors`` (float32 [n, dimension], n >= 1); labels are
+    ordinals 0..n-1. Used by the writer and by repair tools that rebuild graphs from vector values."""
+    space = _hnsw_space(field)
+    m = _int_attribute(field, "hnsw.m", DEFAULT_M, _M_RANGE)
+    ef_construction = _int_attribute(field, "hnsw.ef_construction", DEFAULT_EF_CONSTRUCTION, _EF_RANGE)
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    if data.ndim != 2 or data.shape[1] != field.vector_dimension or data.shape[0] < 1:
+        raise ValueError(f"field [{field.name}]: need float32 vectors of shape (n >= 1, {field.vector_dimension}), "
+                         f"got {np.shape(vectors)}")
+    n = data.shape[0]
+    index = hnswlib.Index(space=space, dim=field.vector_dimension)
+    index.init_index(max_elements=n, M=m, ef_construction=ef_construction, random_seed=RANDOM_SEED)
+    index.add_items(data, np.arange(n, dtype=np.int64), num_threads=os.cpu_count() or 1)
+    return index
+
+
+@contextmanager
+def _private_temp_file(size_hint: int) -> Iterator[str]:
+    """A fresh 0600 temp file, removed on exit. hnswlib only saves to / loads from paths, so the blob passes
+    through one; /dev/shm (RAM) avoids disk I/O when it has room (containers often cap it at 64 MiB)."""
+    directory = tempfile.gettempdir()
+    try:
+        st = os.statvfs("/dev/shm")
+        if os.access("/dev/shm", os.W_OK | os.X_OK) and st.f_bavail * st.f_frsize > 2 * size_hint + (16 << 20):
+            directory = "/dev/shm"
+    except OSError:
+        pass
+    fd, path = tempfile.mkstemp(prefix="segstore-hnsw-", suffix=".bin", dir=directory)
+    os.close(fd)
+    try:
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _write_graph(out: IndexOutput, segment_id: bytes, field: FieldInfo, index: hnswlib.Index, count: int) -> None:
+    write_header(out, CODEC_NAME, VERSION_CURRENT, segment_id, f"f{field.number}")
+    expected = index.index_file_size()
+    with _private_temp_file(expected) as path:
+        index.save_index(path)
+        blob_length = os.path.getsize(path)
+        # hnswlib's ofstream does not report write errors (e.g. a full tmpfs): never publish a short blob.
+        if blob_length != expected:
+            raise StorageIOError(f"hnswlib saved {blob_length} bytes of graph [{out.name}], expected {expected} "
+                                 f"(temp file system full?)")
+        meta = {"space": index.space, "dimension": index.dim, "m": index.M, "ef_construction": index.ef_construction,
+                "count": count, "random_seed": RANDOM_SEED, "blob_length": blob_length}
+        out.write(msgpack.packb(meta, use_bin_type=True))
+        with open(path, "rb") as fh:  # stream: a large graph is never held twice in RAM
+            while chunk := fh.read(_COPY_CHUNK):
+                out.write(chunk)
+    write_footer(out)
+
+
+def _is_ragged(e: RuntimeError) -> bool:
+    # hnswlib's message when a query found fewer than k results (an error raised by ``accept`` must propagate).
+    return "contiguous 2D array" in str(e)
+
+
+class HnswGraph(KnnGraph):
+    """A loaded hnswlib index over one field; labels are ordinals."""
+
+    def __init__(self, index: hnswlib.Index, field: str, dimension: int, count: int) -> None:
+        self.index = index
+        self.field = field
+        self.dimension = dimension
+        self.count = count
+
+    def search(
+        self, queries: np.ndarray, k: int, ef: int, accept: Callable[[int], bool] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw distances per the module docstring. If ``accept`` leaves some query fewer than ``k``
+        reachable ordinals, k' is the smallest count any query found: every returned ordinal is real (callers
+        index vectors with them, so no -1 padding), at the price of dropping extra hits of other rows."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dimension:
+            raise ValueError(f"field [{self.field}]: queries must have shape (n, {self.dimension}), got {q.shape}")
+        if k < 1 or ef < 1:
+            raise ValueError(f"k and ef must be >= 1, got k={k} ef={ef}")
+        kk = min(k, self.count)
+        target = max(ef, k)
+        # ef is index-wide state in hnswlib. Setting it only when it differs keeps the common case (same ef
+        # for every search) write-free; two concurrent searches with different ef may see each other's value,
+        # which only changes their recall/latency trade-off, never correctness.
+        if self.index.ef != target:
+            self.index.set_ef(target)
+        if q.shape[0] == 0:
+            return np.empty((0, kk), np.int64), np.empty((0, kk), np.float32)
+        try:
+            labels, dists = self.index.knn_query(q, k=kk, num_threads=1, filter=accept)
+        except RuntimeError as e:
+            # hnswlib refuses to return a ragged result: some query found fewer than kk accepted ordinals.
+            if not _is_ragged(e):
+                raise
+            return self._search_ragged(q, kk, accept)
+        return labels.astype(np.int64), dists.astype(np.float32, copy=False)
+
+    def _search_ragged(self, q: np.ndarray, kk: int, accept: Callable[[int], bool] | None) -> tuple[Any, Any]:
+        rows: list[tuple[np.ndarray, np.ndarray]] = []
+        for row in range(q.shape[0]):  # rare path: per query, binary-search the largest k that succeeds
+            lo, hi, best = 1, kk, None
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                try:
+                    best = self.index.knn_query(q[row : row + 1], k=mid, num_threads=1, filter=accept)
+                    lo = mid + 1
+                except RuntimeError as e:
+                    if not _is_ragged(e):
+                        raise
+                    hi = mid - 1
+            rows.append((best[0][0], best[1][0]) if best is not None else (np.empty(0), np.empty(0)))
+        width = min(len(r[0]) for r in rows)
+        return (np.array([r[0][:width] for r in rows], np.int64).reshape(len(rows), width),
+                np.array([r[1][:width] for r in rows], np.float32).reshape(len(rows), width))
+
+    def memory_bytes(self) -> int:
+        # index_file_size() is the size of the saved blob, which mirrors hnswlib's main allocations: the
+        # level-0 block (vector + level-0 links + label per element, allocated for max_elements == count)
+        # and the upper-level link lists. Add what it does not count: per element the level int, the link
+        # list mutex (40 B), the upper-level list pointer, a visited-list slot (u16) and a label-lookup hash
+        # node (~40 B); plus hnswlib 0.8's fixed 65536 label-operation mutexes.
+        return int(self.index.index_file_size()) + self.count * (4 + 40 + 8 + 2 + 40) + 65536 * 40
+
+
+def _validate_meta(meta: Any, field: FieldInfo, count: int, blob_room: int, name: str) -> dict[str, Any]:
+    if not isinstance(meta, dict) or set(meta) != _META_KEYS:
+        raise CorruptIndexError(f"graph meta is not the expected map: {meta!r}", name)
+    ints = all(isinstance(meta[k], int) and not isinstance(meta[k], bool) for k in _META_KEYS - {"space"})
+    expect = {"space": _hnsw_space(field), "dimension": field.vector_dimension, "count": count,
+              "random_seed": RANDOM_SEED, "blob_length": blob_room}
+    wrong = [f"{k}={meta[k]!r} (expected {v!r})" for k, v in expect.items() if meta[k] != v]
+    if not ints or wrong or not _M_RANGE[0] <= meta["m"] <= _M_RANGE[1] or not (
+            _EF_RANGE[0] <= meta["ef_construction"] <= _EF_RANGE[1]):
+        raise CorruptIndexError(f"graph meta does not match field [{field.name}]: "
+                                f"{', '.join(wrong) or meta}", name)
+    return meta
+
+
+def _validate_blob(blob: memoryview, meta: dict[str, Any], name: str) -> None:
+    """Cross-check hnswlib's fixed header against the meta, so hnswlib only sees a self-consistent blob."""
+    count, m, dim = meta["count"], meta["m"], meta["dimension"]
+    if len(blob) < _BLOB_HEADER.size:
+        raise CorruptIndexError(f"hnswlib blob too short: {len(blob)} bytes", name)
+    (off0, max_el, cur, size_per, label_off, data_off, max_level, entry, max_m, max_m0, m_, _mult,
+     efc) = _BLOB_HEADER.unpack_from(blob, 0)
+    links0 = max_m0 * 4 + 4  # level-0 link list: u32 count + maxM0 u32 neighbours
+    ok = (off0 == 0 and cur == count and max_el == count and m_ == m and max_m == m and max_m0 == 2 * m
+          and efc == meta["ef_construction"] and data_off == links0 and label_off == links0 + dim * 4
+          and size_per == label_off + 8 and 0 <= max_level < 64 and entry < count
+          and len(blob) >= _BLOB_HEADER.size + count * (size_per + 4))
+    if not ok:
+        raise CorruptIndexError("hnswlib blob header is inconsistent with the graph meta", name)
+
+
+class SegStore1HnswGraphWriter(GraphWriter):
+    """Builds each graph in ``add_field`` into an unpublished output; ``finish()`` publishes them all."""
+
+    def __init__(self, state: SegmentWriteState) -> None:
+        self._state = state
+        self._pending: list[IndexOutput] = []
+        self._published: list[str] = []
+        self._fields: set[str] = set()
+        self._done: str | None = None  # "finished" / "aborted"
+
+    def add_field(self, field: FieldInfo, values: VectorValues) -> None:
+        if self._done:
+            raise AlreadyClosedError(f"graph writer of segment [{self._state.segment_info.name}] is {self._done}")
+        if field.name in self._fields:
+            raise ValueError(f"field [{field.name}] was already added")
+        if (values.field, values.dimension, values.data_type) != (
+                field.name, field.vector_dimension, field.vector_data_type):
+            raise ValueError(f"vector values of [{values.field}] ({values.dimension}, {values.data_type}) do not "
+                             f"match field [{field.name}] ({field.vector_dimension}, {field.vector_data_type})")
+        _hnsw_space(field)  # byte/binary or an unsupported space: refuse even when the field is empty
+        self._fields.add(field.name)
+        if values.size < 1:
+            return  # nothing to search: no file
+        index = build_hnsw(field, values.vectors)
+        out = self._state.directory.create_output(graph_file_name(self._state.segment_info.name, field))
+        self._pending.append(out)
+        try:
+            _write_graph(out, self._state.segment_info.segment_id, field, index, values.size)
+        except BaseException:
+            self._pending.remove(out)
+            out.abort()
+            raise
+
+    def finish(self) -> None:
+        if self._done == "finished":
+            return
+        if self._done:
+            raise AlreadyClosedError("graph writer was aborted")
+        try:
+            while self._pending:
+                self._pending[0].close()
+                self._published.append(self._pending.pop(0).name)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = "finished"
+        self._state.files.update(self._published)
+
+    def abort(self) -> None:
+        # After a successful finish the files belong to the segment (listed in state.files): nothing to undo.
+        if self._done:
+            return
+        self._done = "aborted"
+        for out in self._pending:
+            out.abort()
+        for name in self._published:  # finish() failed half-way: unpublish what it already published
+            try:
+                self._state.directory.delete_file(name)
+            except FileNotFoundError:
+                pass
+        self._pending.clear()
+        self._published.clear()
+
+
+class SegStore1HnswGraphReader(GraphReader):
+    """Knows from ``.vem`` which fields must have a graph; opens, verifies and loads each on first use."""
+
+    def __init__(self, state: SegmentReadState) -> None:
+        self._state = state
+        counts: dict[str, int] = {}
+        if any(fi.vector_data_type == "float" for fi in state.field_infos.vector_fields()):
+            counts = {name: m.count for name, m in read_vector_meta(state)[0].items()}
+        # Only float fields with at least one vector have a graph (the writer refuses other data types).
+        self._expected: dict[str, tuple[FieldInfo, int]] = {}
+        for name, count in counts.items():
+            fi = state.field_infos.get(name)
+            if fi is not None and fi.vector_data_type == "float" and count >= 1:
+                self._expected[name] = (fi, count)
+        self._locks = {name: threading.Lock() for name in self._expected}
+        self._graphs: dict[str, HnswGraph] = {}
+        self._closed = False
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise AlreadyClosedError(f"graph reader of segment [{self._state.segment_info.name}] is closed")
+
+    def _open(self, field: FieldInfo) -> FramedInput:
+        name = graph_file_name(self._state.segment_info.name, field)
+        try:
+            return FramedInput(self._state.directory, name, CODEC_NAME, VERSION_START, VERSION_CURRENT,
+                               self._state.segment_info.segment_id, f"f{field.number}", verify_checksum=True)
+        except FileNotFoundError:
+            raise CorruptIndexError(f"graph file of field [{field.name}] is missing", name) from None
+
+    def get(self, field: str) -> KnnGraph | None:
+        self._ensure_open()
+        graph = self._graphs.get(field)
+        if graph is not None or field not in self._expected:
+            return graph
+        with self._locks[field]:  # one load per field; other fields load concurrently
+            graph = self._graphs.get(field)
+            if graph is None:
+                graph = self._load(*self._expected[field])
+                self._ensure_open()
+                self._graphs[field] = graph
+        return graph
+
+    def _load(self, field: FieldInfo, count: int) -> HnswGraph:
+        with self._open(field) as inp:  # full CRC verified here, before anything is parsed
+
+            def parse(payload: memoryview) -> tuple[dict[str, Any], int]:
+                unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+                unpacker.feed(payload[:_META_MAX])
+                meta = unpacker.unpack()
+                return meta, unpacker.tell()
+
+            raw_meta, blob_start = inp.parse(parse)
+            blob = inp.payload[blob_start:]
+            meta = _validate_meta(raw_meta, field, count, len(blob), inp.name)
+            _validate_blob(blob, meta, inp.name)
+            index = hnswlib.Index(space=meta["space"], dim=field.vector_dimension)
+            with _private_temp_file(len(blob)) as path:
+                try:
+                    with open(path, "wb") as fh:
+                        fh.write(blob)
+                except OSError as e:
+                    raise StorageIOError(f"cannot stage graph [{inp.name}] for hnswlib: {e}", e) from e
+                index.load_index(path, max_elements=count)
+        if index.element_count != count:
+            raise CorruptIndexError(f"hnswlib loaded {index.element_count} elements, expected {count}", inp.name)
+        return HnswGraph(index, field.name, field.vector_dimension, count)
+
+    def fields(self) -> list[str]:
+        self._ensure_open()
+        return list(self._expected)
+
+    def check_integrity(self) -> None:
+        self._ensure_open()
+        for fi, _count in self._expected.values():
+            self._open(fi).close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._graphs = {}  # hnswlib frees an index when its last reference (a caller's graph) goes away
+
+
+class SegStore1HnswGraphFormat(GraphFormat):
+    """hnswlib HNSW graphs, one file per float vector field."""
+
+    name = "SegStore1HnswGraph"
+
+    def fields_writer(self, state: SegmentWriteState) -> GraphWriter:
+        return SegStore1HnswGraphWriter(state)
+
+    def fields_reader(self, state: SegmentReadState) -> GraphReader:
+        return SegStore1HnswGraphReader(state)

@@ -1,0 +1,417 @@
+"""``IndexWriter``: the single writer of one index.
+
+Every operation is validated first (a bad document writes nothing), then logged to the translog (fsynced
+before the call returns under ``request`` durability), then applied to the RAM buffer, the live version map
+and the pending deletes. ``refresh()`` turns the buffer into a new immutable segment and publishes pending
+deletes as new live-docs generations, then opens a new point-in-time reader. ``commit()`` refreshes, rolls
+the translog, publishes the segment list and the primary-key changes in one LMDB transaction, and trims the
+translog. Opening an index replays the translog operations newer than the last commit.
+
+Locking: ``_lock`` (re-entrant) guards all mutable state and is held only briefly by ``refresh`` (the
+segment is built outside it, so indexing continues during a flush); ``_refresh_lock`` serialises refreshes,
+commits and merge commits. ``commit`` holds both for its whole duration so that no operation can slip
+between the flush and the translog roll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from segstore.codec.base import Codec
+from segstore.codec.registry import default_codec
+from segstore.errors import AlreadyClosedError, ValidationError
+from segstore.index.catalog import Catalog
+from segstore.index.directory_reader import DirectoryReader
+from segstore.index.documents_writer import flush_documents
+from segstore.index.file_deleter import IndexFileDeleter
+from segstore.index.file_names import WRITE_LOCK_NAME, segment_name
+from segstore.index.index_files import IndexFiles
+from segstore.index.merge_policy import MergeContext, MergePolicy, NoMergePolicy, OneMerge
+from segstore.index.merge_scheduler import MergeScheduler, SerialMergeScheduler
+from segstore.index.operations import BufferedDoc, DeleteOp, GetResult, IndexOp, OpResult
+from segstore.index.segment_info import SegmentCommitInfo
+from segstore.index.segment_merger import SegmentMerger
+from segstore.index.segment_reader import SegmentReader, vector_to_json
+from segstore.index.version_map import VersionValue
+from segstore.index.write_ops import OpResolver
+from segstore.index.writer_recovery import open_commit, replay_translog
+from segstore.derived_source.mask import inject_source
+from segstore.mapping.document_parser import DocumentParser, ParsedDocument
+from segstore.translog import Translog
+
+__all__ = ["IndexWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class IndexWriter:
+    """Owns one index: its write lock, translog, buffer and segment list. Use as a context manager."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        index_name: str,
+        files: IndexFiles,
+        *,
+        codec: Codec | None = None,
+        merge_policy: MergePolicy | None = None,
+        merge_scheduler: MergeScheduler | None = None,
+    ) -> None:
+        meta = catalog.get_index(index_name)
+        if meta is None:
+            raise KeyError(f"index [{index_name}] does not exist in the catalog")
+        self.catalog = catalog
+        self.index_name = index_name
+        self.uuid: bytes = meta["uuid"]
+        self.files = files
+        self.directory = files.directory
+        self.codec = codec or default_codec()
+        self.merge_policy = merge_policy or NoMergePolicy()
+        self.merge_scheduler = merge_scheduler or SerialMergeScheduler()
+        self.meta = meta
+        self.settings, self.mappings = files.parse_metadata(meta)
+        self.parser = DocumentParser(self.mappings, self._derived_paths())
+        self._lock = threading.RLock()
+        self._refresh_lock = threading.RLock()
+        self._closed = False
+        self._on_close: list[Callable[[], None]] = []
+        self.tragic_exception: BaseException | None = None
+        self._write_lock = self.directory.obtain_lock(WRITE_LOCK_NAME)
+        try:
+            self.deleter = IndexFileDeleter(self.directory)
+            state = open_commit(self)
+            self._commit_record: dict[str, Any] = state.record
+            self._segments: list[SegmentCommitInfo] = state.segments
+            self._committed: list[SegmentCommitInfo] = list(state.segments)
+            self._live: dict[str, np.ndarray | None] = state.live
+            self._reader: DirectoryReader = state.reader
+            self._segment_counter: int = state.record.get("segment_counter", 0)
+            self._max_seq_no: int = state.record.get("max_seq_no", -1)
+            self._buffer: dict[str, BufferedDoc] = {}
+            self._flushing: dict[str, tuple[str, int, BufferedDoc]] = {}
+            self._versions: dict[str, VersionValue] = {}
+            self._pending_deletes: dict[str, list[int]] = {}
+            self._merging: set[str] = set()
+            self._pending_merges: list[OneMerge] = []
+            self.translog: Translog = state.translog
+            self._resolver = OpResolver(self)
+            self.replayed_ops = replay_translog(self, state)
+        except BaseException:
+            self._write_lock.close()
+            raise
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _derived_paths(self) -> list[str]:
+        if not self.settings.derived_source or not self.mappings.source_enabled:
+            return []
+        return [p for p, fm in self.mappings.vector_fields.items() if not fm.copy_to]
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise AlreadyClosedError(f"IndexWriter of [{self.index_name}] is closed", self.tragic_exception)
+
+    def _tragic(self, e: BaseException) -> None:
+        log.error("tragic error in IndexWriter of [%s]: %r", self.index_name, e)
+        self.tragic_exception = e
+        self._close_internal()
+
+    def _next_segment_name(self) -> str:
+        with self._lock:
+            name = segment_name(self._segment_counter)
+            self._segment_counter += 1
+            return name
+
+    @property
+    def max_seq_no(self) -> int:
+        return self._max_seq_no
+
+    # ---------------------------------------------------------------------------------------- write ops
+
+    def index(self, doc_id: str, source: dict[str, Any], *, op_type: str = "index",
+              if_seq_no: int | None = None, if_primary_term: int | None = None) -> OpResult:
+        """Index one document; raises the typed error if it is rejected."""
+        (res,) = self.bulk([IndexOp(doc_id, source, op_type, if_seq_no, if_primary_term)])
+        if isinstance(res, ValidationError):
+            raise res
+        return res
+
+    def delete(self, doc_id: str, *, if_seq_no: int | None = None,
+               if_primary_term: int | None = None) -> OpResult:
+        (res,) = self.bulk([DeleteOp(doc_id, if_seq_no, if_primary_term)])
+        if isinstance(res, ValidationError):
+            raise res
+        return res
+
+    def bulk(self, ops: Sequence[IndexOp | DeleteOp]) -> list[OpResult | ValidationError]:
+        """Apply a batch: each slot gets its result or the error that rejected it alone.
+
+        Validation happens before anything is logged; accepted operations are logged in one translog
+        write (one fsync under ``request`` durability) before they are applied.
+        """
+        self._ensure_open()
+        index_ops = [(i, op) for i, op in enumerate(ops) if isinstance(op, IndexOp)]
+        parsed = self.parser.parse([(str(op.doc_id), op.source) for _, op in index_ops])
+        parsed_by_slot: dict[int, ParsedDocument | ValidationError] = {
+            i: p for (i, _), p in zip(index_ops, parsed)}
+        with self._lock:
+            self._ensure_open()
+            results, log_ops, apply = self._resolver.resolve(ops, parsed_by_slot)
+            if log_ops:
+                try:
+                    self.translog.add(log_ops)
+                except BaseException as e:
+                    self._tragic(e)
+                    raise
+                for fn in apply:
+                    fn()
+        return results
+
+    # ------------------------------------------------------------------------------------ realtime get
+
+    def get(self, doc_id: str) -> GetResult | None:
+        """Realtime get: sees buffered documents too, like OpenSearch's GET."""
+        self._ensure_open()
+        with self._lock:
+            vv = self._resolver.current(doc_id)
+            if vv is None or vv.deleted:
+                return None
+            if vv.location is None:
+                return self._buffered_get(self._buffer[doc_id])
+            seg, doc = vv.location
+            flushing = self._flushing.get(doc_id)
+            if flushing is not None and flushing[0] == seg:
+                return self._buffered_get(flushing[2])
+            reader = self._reader.inc_ref()
+        try:
+            leaf = reader.leaf(seg)
+            if leaf is None:  # the segment was merged away between the lookup and the ref
+                return self.get(doc_id)
+            record = leaf.stored_document(doc)
+            return GetResult(doc_id, int(record["_version"]), int(record["_seq_no"]), leaf.source(doc, record))
+        finally:
+            reader.dec_ref()
+
+    def _buffered_get(self, d: BufferedDoc) -> GetResult:
+        source = d.stored_source
+        if source is not None and self.parser.derived_paths:
+            suppliers = {}
+            for path in self.parser.derived_paths:
+                if path in d.vectors:
+                    dt = self.mappings.vector_fields[path].data_type
+                    row = [vector_to_json(dt, d.vectors[path])]
+                    suppliers[path] = (lambda row=row: iter(row))
+            source = inject_source(source, suppliers)
+        return GetResult(d.doc_id, d.version, d.seq_no, source)
+
+    # ---------------------------------------------------------------------------------------- refresh
+
+    def refresh(self) -> bool:
+        """Make every applied operation searchable. Returns False if there was nothing to do."""
+        self._ensure_open()
+        with self._refresh_lock:
+            with self._lock:
+                if not self._buffer and not self._pending_deletes:
+                    return False
+                docs = list(self._buffer.values())
+                self._buffer = {}
+                name = self._next_segment_name() if docs else None
+                if name is not None:
+                    for i, d in enumerate(docs):
+                        self._versions[d.doc_id] = VersionValue(d.version, d.seq_no, (name, i))
+                        self._flushing[d.doc_id] = (name, i, d)
+            new_sci = None
+            if name is not None:
+                try:
+                    new_sci = flush_documents(self.codec, self.directory, name, docs, self.mappings,
+                                              self.parser.derived_paths, self.settings.approximate_threshold)
+                except BaseException as e:  # acked ops are in the translog; a reopen replays them
+                    self._tragic(e)
+                    raise
+            with self._lock:
+                if new_sci is not None:
+                    self._segments.append(new_sci)
+                    self._live[new_sci.name] = None
+                self._flushing = {}
+                self._apply_pending_deletes()
+                self._open_new_reader()
+        return True
+
+    def _apply_pending_deletes(self) -> None:
+        pending, self._pending_deletes = self._pending_deletes, {}
+        for i, sci in enumerate(self._segments):
+            docs = pending.pop(sci.name, None)
+            if not docs:
+                continue
+            live = self._live[sci.name]
+            live = np.ones(sci.info.max_doc, dtype=bool) if live is None else live.copy()
+            live[np.asarray(docs, dtype=np.int64)] = False
+            del_count = int(sci.info.max_doc - live.sum())
+            if del_count == sci.del_count:
+                continue
+            gen = sci.del_gen + 1
+            self.codec.live_docs_format.write(self.directory, sci.info, live, del_count, gen)
+            live.flags.writeable = False
+            self._segments[i] = SegmentCommitInfo(sci.info, gen, del_count)
+            self._live[sci.name] = live
+        if pending:  # deletes for segments that no longer exist were carried by a merge
+            log.debug("dropping pending deletes for vanished segments %s", sorted(pending))
+
+    def _open_new_reader(self) -> None:
+        old = self._reader
+        leaves = []
+        try:
+            for sci in self._segments:
+                prev = old.leaf(sci.name)
+                if prev is not None and prev.commit_info.del_gen == sci.del_gen:
+                    prev.inc_ref()
+                    leaves.append(prev)
+                elif prev is not None:
+                    leaves.append(prev.with_live_docs(sci, self._live[sci.name]))
+                else:
+                    leaves.append(SegmentReader(self.directory, sci, self.deleter, live=self._live[sci.name]))
+        except BaseException:
+            for leaf in leaves:
+                leaf.dec_ref()
+            raise
+        self._reader = DirectoryReader(leaves, old.version + 1)
+        old.dec_ref()
+
+    def acquire_reader(self) -> DirectoryReader:
+        """The current point-in-time reader with an extra reference: ``close()`` it when done."""
+        self._ensure_open()
+        with self._lock:
+            return self._reader.inc_ref()
+
+    # ----------------------------------------------------------------------------------------- commit
+
+    def commit(self, user_data: dict[str, Any] | None = None) -> int:
+        """Durably publish everything applied so far; returns the commit generation."""
+        self._ensure_open()
+        with self._refresh_lock, self._lock:
+            self.refresh()
+            try:
+                new_gen = self.translog.roll_generation()
+                record = {
+                    "segments": [{"name": s.name, "id": s.info.segment_id, "codec": s.info.codec,
+                                  "max_doc": s.info.max_doc, "del_gen": s.del_gen, "del_count": s.del_count}
+                                 for s in self._segments],
+                    "segment_counter": self._segment_counter,
+                    "max_seq_no": self._max_seq_no,
+                    "translog_uuid": self._commit_record["translog_uuid"],
+                    "translog_generation": new_gen,
+                    "user_data": dict(user_data or {}),
+                    "timestamp": time.time(),
+                }
+                pk = {doc_id: vv.pk_value() for doc_id, vv in self._versions.items()}
+                gen = self.catalog.commit(self.uuid, record, pk)
+                record["generation"] = gen
+                self.translog.trim_below(new_gen)
+            except BaseException as e:
+                self._tragic(e)
+                raise
+            old_files = self._files_of(self._committed)
+            self._commit_record = record
+            self._committed = list(self._segments)
+            self.deleter.inc_ref(self._files_of(self._committed))
+            self.deleter.dec_ref(old_files)
+            self._versions.clear()
+            return gen
+
+    @staticmethod
+    def _files_of(segments: list[SegmentCommitInfo]) -> list[str]:
+        return [f for s in segments for f in s.files()]
+
+    # ----------------------------------------------------------------------------------------- merges
+
+    def force_merge(self, max_num_segments: int = 1, *, only_expunge_deletes: bool = False,
+                    flush: bool = True) -> None:
+        """Merge down to ``max_num_segments`` (or rewrite segments with deletes), then commit if ``flush``."""
+        self._ensure_open()
+        self.refresh()
+        with self._lock:
+            ctx = MergeContext(frozenset(self._merging))
+            segs = list(self._segments)
+        spec = (self.merge_policy.find_forced_deletes_merges(segs, ctx) if only_expunge_deletes
+                else self.merge_policy.find_forced_merges(segs, max_num_segments, ctx))
+        with self._lock:
+            for m in spec.merges:
+                self._merging.update(m.names)
+                self._pending_merges.append(m)
+        SerialMergeScheduler().merge(self, "force_merge")
+        if flush:
+            self.commit()
+
+    def next_merge(self) -> OneMerge | None:
+        with self._lock:
+            return self._pending_merges.pop(0) if self._pending_merges else None
+
+    def merge(self, merge: OneMerge) -> None:
+        """Run one merge: read the inputs at their current generation, write, then commit it in."""
+        from segstore.index.merge_commit import run_merge
+
+        try:
+            run_merge(self, merge)
+        finally:
+            with self._lock:
+                self._merging.difference_update(merge.names)
+
+    # -------------------------------------------------------------------------------------- lifecycle
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "segments": len(self._segments),
+                "docs": sum(s.num_docs for s in self._segments) + len(self._buffer),
+                "deleted_docs": sum(s.del_count for s in self._segments),
+                "buffered_docs": len(self._buffer),
+                "max_seq_no": self._max_seq_no,
+                "commit_generation": self._commit_record.get("generation", 0),
+                "translog": asdict(self.translog.stats(self._commit_record.get("translog_generation", 0))),
+            }
+
+    def segments(self) -> list[SegmentCommitInfo]:
+        with self._lock:
+            return list(self._segments)
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the writer closes (e.g. release a catalog handle it was opened with)."""
+        self._on_close.append(fn)
+
+    def _close_internal(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fn in (self.translog.close, self._reader.dec_ref, self._write_lock.close, *self._on_close):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - keep closing the rest
+                log.warning("error while closing IndexWriter of [%s]: %r", self.index_name, e)
+
+    def close(self, *, commit: bool = True) -> None:
+        """Commit (unless ``commit=False``) and release everything. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if commit and self.tragic_exception is None:
+                self.commit()
+        finally:
+            with self._lock:
+                self._close_internal()
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, *exc: object) -> None:
+        self.close(commit=et is None)
+
+    def __repr__(self) -> str:
+        return f"IndexWriter({self.index_name!r}, {self.directory!r})"
+

@@ -1,0 +1,78 @@
+"""Write operations and their results (the units the translog logs and the writer applies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+__all__ = ["IndexOp", "DeleteOp", "OpResult", "GetResult", "BufferedDoc", "PRIMARY_TERM"]
+
+PRIMARY_TERM = 1  # one shard, one primary: the term never changes
+
+
+@dataclass
+class IndexOp:
+    """Index ``source`` under ``doc_id``. ``op_type`` "create" fails if the id exists."""
+
+    doc_id: str
+    source: Any
+    op_type: str = "index"
+    if_seq_no: int | None = None
+    if_primary_term: int | None = None
+
+
+@dataclass
+class DeleteOp:
+    doc_id: str
+    if_seq_no: int | None = None
+    if_primary_term: int | None = None
+
+
+@dataclass
+class OpResult:
+    """Outcome of one operation: ``result`` is created / updated / deleted / not_found."""
+
+    doc_id: str
+    result: str
+    version: int
+    seq_no: int
+    primary_term: int = PRIMARY_TERM
+
+    @property
+    def status(self) -> int:
+        return {"created": 201, "not_found": 404}.get(self.result, 200)
+
+
+@dataclass
+class GetResult:
+    doc_id: str
+    version: int
+    seq_no: int
+    source: dict[str, Any] | None
+    primary_term: int = PRIMARY_TERM
+
+
+@dataclass
+class BufferedDoc:
+    """A document accepted by the writer and not yet flushed into a segment."""
+
+    doc_id: str
+    seq_no: int
+    version: int
+    stored_source: dict[str, Any] | None
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def stored_record(self) -> dict[str, Any]:
+        """The stored-fields record: ``_source`` is kept as msgpack bytes so merges copy it undecoded."""
+        rec: dict[str, Any] = {"_id": self.doc_id, "_seq_no": self.seq_no, "_version": self.version}
+        if self.stored_source is not None:
+            rec["_source"] = msgpack.packb(self.stored_source, use_bin_type=True)
+        return rec
+
+    def to_translog(self) -> dict[str, Any]:
+        return {"op": "index", "seq_no": self.seq_no, "version": self.version, "id": self.doc_id,
+                "source": self.stored_source,
+                "vectors": {p: v.tobytes() for p, v in self.vectors.items()}}

@@ -1,0 +1,134 @@
+"""``SegmentMerger``: merges segments into one new segment, dropping deleted documents.
+
+Per format (style rule 5: merges read raw, never through the injecting view):
+
+* stored fields: the raw records of live documents are copied as bytes, so masked ``_source`` stays masked
+  and is never parsed; only each record's outer map is decoded to learn its ``_id``, ``_version`` and
+  ``_seq_no`` for the primary-key map;
+* vector values: live rows concatenated in the new doc order;
+* graphs: rebuilt from the merged vector values (hnswlib graphs cannot be concatenated);
+* field infos: the union of the inputs' fields, which must agree on vector parameters;
+* attributes: the union of the inputs' derived-source paths.
+
+The doc map of input ``i`` sends an old doc id to its new id, or -1 if it was deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from segstore.codec.base import Codec
+from segstore.derived_source.attributes import union_attributes
+from segstore.errors import IllegalArgumentError
+from segstore.index.field_infos import FieldInfo, FieldInfos
+from segstore.index.segment_info import SegmentCommitInfo
+from segstore.index.segment_reader import SegmentReader
+from segstore.index.segment_writer import write_segment
+from segstore.store.directory import Directory
+
+__all__ = ["SegmentMerger", "MergeResult"]
+
+
+@dataclass
+class MergeResult:
+    commit_info: SegmentCommitInfo
+    doc_maps: list[np.ndarray]
+    ids: list[str]
+    versions: list[int]
+    seq_nos: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def merge_field_infos(readers: list[SegmentReader]) -> FieldInfos:
+    """Union of fields; the first definition of a name wins and later ones must agree with it."""
+    merged: dict[str, FieldInfo] = {}
+    for r in readers:
+        for fi in r.field_infos:
+            prev = merged.get(fi.name)
+            if prev is None:
+                merged[fi.name] = FieldInfo(fi.name, len(merged), fi.vector_dimension, fi.vector_data_type,
+                                            fi.vector_space_type, dict(fi.attributes))
+            elif (prev.vector_dimension, prev.vector_data_type, prev.vector_space_type) != (
+                    fi.vector_dimension, fi.vector_data_type, fi.vector_space_type):
+                raise IllegalArgumentError(
+                    f'cannot change field "{fi.name}" from vector dimension={prev.vector_dimension}, '
+                    f"data type={prev.vector_data_type}, space={prev.vector_space_type} to inconsistent "
+                    f"vector dimension={fi.vector_dimension}, data type={fi.vector_data_type}, "
+                    f"space={fi.vector_space_type}")
+    return FieldInfos(list(merged.values()))
+
+
+class SegmentMerger:
+    """Merges ``readers`` (each at the live-docs generation it was opened with) into segment ``name``."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        directory: Directory,
+        readers: list[SegmentReader],
+        name: str,
+        build_graph: Callable[[FieldInfo, int], bool],
+    ) -> None:
+        self.codec = codec
+        self.directory = directory
+        self.readers = readers
+        self.name = name
+        self.build_graph = build_graph
+
+    def doc_maps(self) -> list[np.ndarray]:
+        maps, base = [], 0
+        for r in self.readers:
+            live = np.ones(r.max_doc, dtype=bool) if r.live is None else np.asarray(r.live, dtype=bool)
+            new_ids = np.cumsum(live, dtype=np.int64) - 1 + base
+            maps.append(np.where(live, new_ids, -1))
+            base += int(live.sum())
+        return maps
+
+    def merge(self) -> MergeResult:
+        maps = self.doc_maps()
+        num_docs = sum(int((m >= 0).sum()) for m in maps)
+        field_infos = merge_field_infos(self.readers)
+        vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for fi in field_infos.vector_fields():
+            rows, docs = [], []
+            for r, m in zip(self.readers, maps):
+                values = r.vector_values(fi.name)
+                if values is None or values.size == 0:
+                    continue
+                new_docs = m[values.ord_to_doc]
+                keep = new_docs >= 0
+                rows.append(values.vectors[keep])
+                docs.append(new_docs[keep])
+            width = fi.vector_dimension // 8 if fi.vector_data_type == "binary" else fi.vector_dimension
+            dtype = {"float": np.float32, "byte": np.int8, "binary": np.uint8}[fi.vector_data_type]
+            vectors[fi.name] = (
+                np.concatenate(rows) if rows else np.zeros((0, width), dtype=dtype),
+                np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, dtype=np.int32),
+            )
+        ids: list[str] = []
+        versions: list[int] = []
+        seq_nos: list[int] = []
+
+        def records() -> Iterator[bytes]:
+            for r, m in zip(self.readers, maps):
+                live_docs = np.flatnonzero(m >= 0)
+                for raw in r.core.stored.raw_documents(live_docs.tolist()):
+                    head: dict[str, Any] = msgpack.unpackb(raw, raw=False)
+                    ids.append(head["_id"])
+                    versions.append(int(head.get("_version", 1)))
+                    seq_nos.append(int(head.get("_seq_no", -1)))
+                    yield raw
+
+        timings: dict[str, float] = {}
+        info = write_segment(
+            self.codec, self.directory, self.name, records(), num_docs, field_infos, vectors, self.build_graph,
+            attributes=union_attributes(r.commit_info.info.attributes for r in self.readers),
+            diagnostics={"source": "merge", "merged_from": ",".join(r.name for r in self.readers)},
+            timings=timings,
+        )
+        return MergeResult(info, maps, ids, versions, seq_nos, timings)

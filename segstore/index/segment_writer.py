@@ -1,0 +1,107 @@
+"""Writes one complete segment through a codec; shared by flushes and merges.
+
+Order: stored fields, vector values, graphs (built from the vector values just written), field infos, and
+last the segment info, which lists every file. Nothing references the segment until the writer publishes it
+in its segment list, so a failure at any step only has to remove what was already written: every format
+writer is aborted and every published file deleted before the error propagates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from segstore.codec.base import Codec, VectorValues
+from segstore.index.field_infos import FieldInfo, FieldInfos
+from segstore.index.file_names import segment_file_name
+from segstore.index.segment_info import SegmentCommitInfo, SegmentInfo, new_segment_id
+from segstore.index.write_state import SegmentWriteState
+from segstore.store.directory import Directory
+
+__all__ = ["write_segment", "SEGSTORE_VERSION"]
+
+SEGSTORE_VERSION = "0.1.0"
+
+
+def write_segment(
+    codec: Codec,
+    directory: Directory,
+    name: str,
+    records: Iterable[dict[str, Any] | bytes],
+    num_docs: int,
+    field_infos: FieldInfos,
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]],
+    build_graph: Callable[[FieldInfo, int], bool],
+    attributes: dict[str, str],
+    diagnostics: dict[str, str],
+    timings: dict[str, float] | None = None,
+) -> SegmentCommitInfo:
+    """Write segment ``name`` and return its commit info (generation 0, no deletes).
+
+    ``records`` are stored-field documents (dicts) or raw records copied from another segment (bytes);
+    ``vectors`` maps a field name to ``(rows, doc ids)``. ``timings`` (optional) receives seconds spent
+    per step, for benchmarks.
+    """
+    info = SegmentInfo(name=name, segment_id=new_segment_id(), max_doc=num_docs, codec=codec.name,
+                       attributes=dict(attributes),
+                       diagnostics={"segstore.version": SEGSTORE_VERSION, "timestamp": f"{time.time():.3f}",
+                                    **diagnostics})
+    state = SegmentWriteState(directory, info, field_infos)
+    published: list[str] = []
+    t = timings if timings is not None else {}
+    stored = codec.stored_fields_format.fields_writer(state)
+    vec_writer = None
+    graph_writer = None
+    try:
+        t0 = time.perf_counter()
+        count = 0
+        for rec in records:
+            if isinstance(rec, (bytes, bytearray, memoryview)):
+                stored.write_raw(bytes(rec))
+            else:
+                stored.write_document(rec)
+            count += 1
+        stored.finish(count)
+        t["stored_fields"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        vec_writer = codec.vector_values_format.fields_writer(state)
+        for fi in field_infos.vector_fields():
+            rows, docs = vectors[fi.name]
+            vec_writer.add_field(fi, rows, docs)
+        vec_writer.finish()
+        t["vector_values"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        graph_writer = codec.graph_format.fields_writer(state)
+        for fi in field_infos.vector_fields():
+            rows, docs = vectors[fi.name]
+            if rows.shape[0] > 0 and build_graph(fi, rows.shape[0]):
+                graph_writer.add_field(fi, VectorValues(fi.name, fi.vector_dimension, fi.vector_data_type,
+                                                        rows, docs))
+        graph_writer.finish()
+        t["graph"] = time.perf_counter() - t0
+
+        fnm = codec.field_infos_format.write(directory, info, field_infos)
+        published.append(fnm)
+        state.files.add(fnm)
+        si_name = segment_file_name(name, "", "si")
+        info.files = sorted(state.files | {si_name})
+        published.append(codec.segment_info_format.write(directory, info))
+    except BaseException:
+        for w in (stored, vec_writer, graph_writer):
+            if w is not None:
+                try:
+                    w.abort()
+                except Exception:  # noqa: BLE001 - the original error matters more
+                    pass
+        for f in set(state.files) | set(published):
+            try:
+                directory.delete_file(f)
+            except (FileNotFoundError, OSError):
+                pass
+        raise
+    return SegmentCommitInfo(info)

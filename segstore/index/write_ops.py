@@ -1,0 +1,149 @@
+"""Resolves write operations against the current document versions, and applies them.
+
+Resolution (under the writer lock, before anything is logged) decides each operation's outcome: version
+conflicts are rejected here, accepted operations get their sequence number and version. Applying happens
+only after the translog has the operations. Replay of the translog goes through the same ``apply_*``
+methods, so a replayed operation has exactly the effect the original had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from segstore.errors import ValidationError, VersionConflictError
+from segstore.index.operations import PRIMARY_TERM, BufferedDoc, DeleteOp, IndexOp, OpResult
+from segstore.index.version_map import VersionValue
+from segstore.mapping.document_parser import ParsedDocument
+
+if TYPE_CHECKING:
+    from segstore.index.index_writer import IndexWriter
+
+__all__ = ["OpResolver"]
+
+_DTYPES = {"float": np.float32, "byte": np.int8, "binary": np.uint8}
+
+
+def _seq_no_conflict(doc_id: str, cur: VersionValue | None, if_seq_no: int | None,
+                     if_primary_term: int | None) -> VersionConflictError | None:
+    if if_seq_no is None and if_primary_term is None:
+        return None
+    term = PRIMARY_TERM if if_primary_term is None else if_primary_term
+    if cur is None or cur.deleted:
+        return VersionConflictError(
+            f"[{doc_id}]: version conflict, required seqNo [{if_seq_no}], primary term [{term}]. "
+            "but no document was found")
+    if cur.seq_no != if_seq_no or term != PRIMARY_TERM:
+        return VersionConflictError(
+            f"[{doc_id}]: version conflict, required seqNo [{if_seq_no}], primary term [{term}]. current "
+            f"document has seqNo [{cur.seq_no}] and primary term [{PRIMARY_TERM}]")
+    return None
+
+
+class OpResolver:
+    """Version bookkeeping of one writer (its methods run under the writer's lock)."""
+
+    def __init__(self, writer: "IndexWriter") -> None:
+        self.w = writer
+
+    def current(self, doc_id: str) -> VersionValue | None:
+        vv = self.w._versions.get(doc_id)
+        if vv is not None:
+            return vv
+        pk = self.w.catalog.pk_get(self.w.uuid, doc_id)
+        return VersionValue.from_pk(pk) if pk is not None else None
+
+    def resolve(
+        self, ops: Sequence[IndexOp | DeleteOp], parsed: dict[int, ParsedDocument | ValidationError]
+    ) -> tuple[list[OpResult | ValidationError], list[dict[str, Any]], list[Callable[[], None]]]:
+        w = self.w
+        unknown = list(dict.fromkeys(str(op.doc_id) for op in ops if str(op.doc_id) not in w._versions))
+        committed = dict(zip(unknown, w.catalog.pk_get_many(w.uuid, unknown))) if unknown else {}
+        local: dict[str, VersionValue | None] = {}
+        results: list[OpResult | ValidationError] = []
+        log_ops: list[dict[str, Any]] = []
+        apply: list[Callable[[], None]] = []
+        seq_no = w._max_seq_no
+        for i, op in enumerate(ops):
+            doc_id = str(op.doc_id)
+            if doc_id in local:
+                cur = local[doc_id]
+            elif doc_id in w._versions:
+                cur = w._versions[doc_id]
+            else:
+                pk = committed.get(doc_id)
+                cur = VersionValue.from_pk(pk) if pk is not None else None
+            exists = cur is not None and not cur.deleted
+            conflict = _seq_no_conflict(doc_id, cur, op.if_seq_no, op.if_primary_term)
+            if isinstance(op, IndexOp):
+                p = parsed[i]
+                if isinstance(p, ValidationError):
+                    results.append(p)
+                    continue
+                if op.op_type == "create" and exists:
+                    assert cur is not None
+                    conflict = VersionConflictError(
+                        f"[{doc_id}]: version conflict, document already exists (current version [{cur.version}])")
+                if conflict is not None:
+                    results.append(conflict)
+                    continue
+                seq_no += 1
+                version = cur.version + 1 if cur is not None else 1
+                doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors)
+                log_ops.append(doc.to_translog())
+                results.append(OpResult(doc_id, "updated" if exists else "created", version, seq_no))
+                apply.append(lambda doc=doc, cur=cur: self.apply_index(doc, cur))
+                local[doc_id] = VersionValue(version, seq_no, None)
+            else:
+                if conflict is not None:
+                    results.append(conflict)
+                    continue
+                seq_no += 1
+                version = cur.version + 1 if cur is not None else 1
+                log_ops.append({"op": "delete", "seq_no": seq_no, "version": version, "id": doc_id})
+                results.append(OpResult(doc_id, "deleted" if exists else "not_found", version, seq_no))
+                apply.append(lambda d=doc_id, c=cur, v=version, s=seq_no: self.apply_delete(d, c, v, s))
+                local[doc_id] = VersionValue(version, seq_no, None, deleted=True)
+        return results, log_ops, apply
+
+    # -- effects (also used by translog replay)
+
+    def _remove(self, doc_id: str, cur: VersionValue) -> None:
+        if cur.location is None:
+            self.w._buffer.pop(doc_id, None)
+        else:
+            seg, doc = cur.location
+            self.w._pending_deletes.setdefault(seg, []).append(doc)
+
+    def apply_index(self, doc: BufferedDoc, cur: VersionValue | None) -> None:
+        w = self.w
+        if cur is not None and not cur.deleted:
+            self._remove(doc.doc_id, cur)
+        w._buffer[doc.doc_id] = doc
+        w._versions[doc.doc_id] = VersionValue(doc.version, doc.seq_no, None)
+        w._max_seq_no = max(w._max_seq_no, doc.seq_no)
+
+    def apply_delete(self, doc_id: str, cur: VersionValue | None, version: int, seq_no: int) -> None:
+        w = self.w
+        if cur is not None and not cur.deleted:
+            self._remove(doc_id, cur)
+        w._versions[doc_id] = VersionValue(version, seq_no, None, deleted=True)
+        w._max_seq_no = max(w._max_seq_no, seq_no)
+
+    def replay(self, op: dict[str, Any]) -> None:
+        """Re-apply one translog operation. Vectors come from the logged canonical bytes, never from the
+        (possibly masked) logged source, so a mask is never indexed as data."""
+        doc_id = op["id"]
+        cur = self.current(doc_id)
+        if op["op"] == "index":
+            vectors = {}
+            for path, raw in (op.get("vectors") or {}).items():
+                fm = self.w.mappings.vector_fields[path]
+                vectors[path] = np.frombuffer(raw, dtype=_DTYPES[fm.data_type]).copy()
+            self.apply_index(BufferedDoc(doc_id, op["seq_no"], op["version"], op.get("source"), vectors), cur)
+        elif op["op"] == "delete":
+            self.apply_delete(doc_id, cur, op["version"], op["seq_no"])
+        else:
+            raise ValueError(f"unknown translog operation [{op['op']}]")

@@ -1,0 +1,195 @@
+"""Turns ``(id, _source)`` pairs into what the writer indexes: validated vectors and the stored source.
+
+Vectors of a batch are validated and converted per field in one numpy call over the whole batch; only
+when that fails (a ragged or non-numeric value somewhere) does the parser fall back to checking each value
+on its own, to report exactly which document is bad and why. A bad document fails alone; nothing of it is
+written anywhere.
+
+Error texts are OpenSearch's: core wraps the k-NN reason in ``failed to parse field [f] of type
+[knn_vector] in document with id '<id>'. Preview of field's value: '<value>'``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segstore.derived_source.mask import mask_source
+from segstore.derived_source.paths import collect, split_path
+from segstore.errors import IllegalArgumentError, MapperParsingError, ValidationError
+from segstore.mapping.knn_vector import KnnVectorMapping
+from segstore.mapping.mappings import Mappings
+
+__all__ = ["ParsedDocument", "DocumentParser"]
+
+
+@dataclass
+class ParsedDocument:
+    """One accepted document. ``stored_source`` is masked when derived source applies; None when
+    ``_source`` is disabled. ``vectors`` maps a root-scope path to its canonical vector row."""
+
+    doc_id: str
+    stored_source: dict[str, Any] | None
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _preview(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = str(value)
+    return text if len(text) <= 100 else text[:100] + "..."
+
+
+class DocumentParser:
+    """Parses documents against one index's mappings."""
+
+    def __init__(self, mappings: Mappings, derived_paths: Sequence[str]) -> None:
+        self.mappings = mappings
+        self.derived_paths = list(derived_paths)
+        self._vector_parts = {p: split_path(p) for p in mappings.vector_fields}
+
+    def parse(self, docs: Sequence[tuple[str, Any]]) -> list[ParsedDocument | ValidationError]:
+        """Parse a batch; each slot holds the parsed document or the error that rejects it."""
+        results: list[ParsedDocument | ValidationError] = []
+        raw: dict[str, list[tuple[int, Any]]] = {p: [] for p in self._vector_parts}
+        for i, (doc_id, source) in enumerate(docs):
+            try:
+                results.append(self._parse_structure(doc_id, source, raw, i))
+            except ValidationError as e:
+                results.append(e)
+        for path, items in raw.items():
+            live = [(i, v) for i, v in items if isinstance(results[i], ParsedDocument)]
+            if live:
+                self._convert_field(self.mappings.vector_fields[path], live, docs, results)
+        return results
+
+    def _parse_structure(
+        self, doc_id: str, source: Any, raw: dict[str, list[tuple[int, Any]]], slot: int
+    ) -> ParsedDocument:
+        if not isinstance(source, dict):
+            raise MapperParsingError("failed to parse", caused_by=IllegalArgumentError(
+                f"source must be a JSON object, got [{type(source).__name__}]", "not_x_content_exception"))
+        for path, parts in self._vector_parts.items():
+            values = collect(source, parts)
+            if not values:
+                continue
+            if self.mappings.nested_scope(path) is not None:
+                raise MapperParsingError(
+                    f"knn_vector field [{path}] inside a nested field is not supported by this segstore version"
+                )
+            if len(values) > 1:
+                raise MapperParsingError(
+                    f"failed to parse field [{path}] of type [knn_vector] in document with id '{doc_id}'. "
+                    f"Preview of field's value: '{_preview(values[1])}'",
+                    caused_by=IllegalArgumentError(
+                        f"Field [{path}] of type [knn_vector] doesn't support indexing multiple values for the "
+                        "same field in the same document"),
+                )
+            raw[path].append((slot, values[0]))
+        stored: dict[str, Any] | None = source
+        if not self.mappings.source_enabled:
+            stored = None
+        elif self.derived_paths:
+            stored = mask_source(source, self.derived_paths)
+        return ParsedDocument(doc_id=doc_id, stored_source=stored)
+
+    def _convert_field(
+        self,
+        fm: KnnVectorMapping,
+        items: list[tuple[int, Any]],
+        docs: Sequence[tuple[str, Any]],
+        results: list[ParsedDocument | ValidationError],
+    ) -> None:
+        values = [v if isinstance(v, list) else [v] for _, v in items]
+        width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
+        try:
+            arr = np.array(values, dtype=np.float64)
+            fast = arr.ndim == 2 and arr.shape[1] == width and bool(np.isfinite(arr).all())
+            if fast and fm.data_type != "float":
+                fast = bool(((arr == np.round(arr)) & (arr >= -128) & (arr <= 127)).all())
+            if fast and fm.space_type == "cosinesimil":
+                fast = bool((arr != 0).any(axis=1).all())
+        except (ValueError, TypeError):
+            fast = False
+        if fast:
+            rows = _encode(fm, arr)
+            for (slot, _), row in zip(items, rows):
+                doc = results[slot]
+                assert isinstance(doc, ParsedDocument)
+                doc.vectors[fm.path] = row
+            return
+        for slot, value in items:  # slow path: find and name the bad documents
+            doc = results[slot]
+            assert isinstance(doc, ParsedDocument)
+            try:
+                doc.vectors[fm.path] = _encode(fm, _validate_one(fm, value))[0]
+            except IllegalArgumentError as cause:
+                results[slot] = MapperParsingError(
+                    f"failed to parse field [{fm.path}] of type [knn_vector] in document with id "
+                    f"'{docs[slot][0]}'. Preview of field's value: '{_preview(value)}'",
+                    caused_by=cause,
+                )
+
+
+def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:
+    """Check one vector value and return it as a 1 x width float64 array (raises IllegalArgumentError)."""
+    values = value if isinstance(value, list) else [value]
+    width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
+    if len(values) == 0:
+        raise IllegalArgumentError("Vector dimension mismatch. Expected: %d, Given: 0" % fm.dimension)
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        bad = next((v for v in values if isinstance(v, (list, dict, bool)) or v is None), None)
+        raise IllegalArgumentError(
+            f"Current token ({_token(bad)}) not numeric, can not use numeric value accessors"
+        ) from None
+    if arr.ndim != 1:
+        raise IllegalArgumentError("Current token (START_ARRAY) not numeric, can not use numeric value accessors")
+    if arr.shape[0] != width:
+        if fm.data_type == "binary":
+            raise IllegalArgumentError(
+                "The dimension of the binary vector must be 8 times the length of the provided vector. "
+                f"Expected: {fm.dimension}, Given: {arr.shape[0] * 8}")
+        raise IllegalArgumentError(f"Vector dimension mismatch. Expected: {fm.dimension}, Given: {arr.shape[0]}")
+    if np.isnan(arr).any():
+        raise IllegalArgumentError("KNN vector values cannot be NaN")
+    if np.isinf(arr).any():
+        raise IllegalArgumentError("KNN vector values cannot be infinity")
+    if fm.data_type in ("byte", "binary"):
+        if (arr != np.round(arr)).any():
+            raise IllegalArgumentError(
+                f"[data_type] field was set as [{fm.data_type}] in index mapping. But, KNN vector values are "
+                "floats instead of byte integers")
+        if ((arr < -128) | (arr > 127)).any():
+            raise IllegalArgumentError(
+                f"[data_type] field was set as [{fm.data_type}] in index mapping. But, KNN vector values are not "
+                "within in the byte range [-128, 127]")
+    if fm.space_type == "cosinesimil" and not arr.any():
+        raise IllegalArgumentError("zero vector is not supported when space type is [cosinesimil]")
+    return arr[None, :]
+
+
+def _token(value: Any) -> str:
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, bool):
+        return "VALUE_TRUE" if value else "VALUE_FALSE"
+    if value is None:
+        return "VALUE_NULL"
+    return "VALUE_STRING"
+
+
+def _encode(fm: KnnVectorMapping, arr: np.ndarray) -> np.ndarray:
+    """Canonical storage rows: float32, int8 (byte) or uint8 packed bits (binary, signed input bytes)."""
+    if fm.data_type == "float":
+        return arr.astype(np.float32)
+    as_int8 = arr.astype(np.int8)
+    return as_int8.view(np.uint8) if fm.data_type == "binary" else as_int8
