@@ -8,7 +8,7 @@ All integers are big-endian. The header and footer layouts are those of :mod:`se
 
 Checkpoint file (``translog.ckp`` and the per-generation copies ``translog-<gen>.ckp``)::
 
-    CheckpointFile := Header, Body, Footer                      (exactly CHECKPOINT_SIZE bytes, < 512)
+    CheckpointFile := Header, Body, Footer                  (exactly CHECKPOINT_SIZE = 117 bytes, < 512)
     Header := Magic:u32 (0x3fd76c17), NameLen:u8, "SegStore1TranslogCheckpoint", Version:u32 (1),
               TranslogUUID:byte[16], SuffixLen:u8 (0)
     Body   := Offset:i64, NumOps:i64, Generation:i64, MinSeqNo:i64, MaxSeqNo:i64, MinTranslogGeneration:i64
@@ -185,7 +185,8 @@ class Checkpoint:
             raise TranslogCorruptedError(
                 f"checksum failed (hardware problem?) : expected={crc:#010x} actual={actual:#010x}", file)
         uuid = _check_header(data, CHECKPOINT_FORMAT, "", file)
-        ckp = cls(*_BODY.unpack_from(data, _CKP_HEADER_LEN), translog_uuid=uuid)
+        offset, num_ops, generation, min_seq_no, max_seq_no, min_gen = _BODY.unpack_from(data, _CKP_HEADER_LEN)
+        ckp = cls(offset, num_ops, generation, min_seq_no, max_seq_no, min_gen, uuid)
         # The CRC passed, so insane values mean a bug or a forged file; refuse them all the same.
         no_ops = ckp.num_ops == 0 and ckp.min_seq_no == ckp.max_seq_no == NO_OPS_PERFORMED
         some_ops = ckp.num_ops > 0 and 0 <= ckp.min_seq_no <= ckp.max_seq_no

@@ -50,6 +50,8 @@ _DURABILITIES = ("request", "async")
 
 @dataclass(frozen=True)
 class TranslogStats:
+    """A point-in-time view of the translog's counters (in memory: includes written but unsynced ops)."""
+
     operations: int
     uncommitted_operations: int  # ops in generations >= the committed generation given to stats()
     size_in_bytes: int  # logical bytes (headers + records written), over all live generations

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,20 +32,20 @@ def sample() -> Checkpoint:
                       min_translog_generation=2, translog_uuid=UUID)
 
 
-def test_round_trip_and_fixed_size_under_one_sector(tmp_path) -> None:
+def test_round_trip_and_fixed_size_under_one_sector(tmp_path: Path) -> None:
     ckp = sample()
     data = ckp.to_bytes()
     assert len(data) == CHECKPOINT_SIZE < 512
     assert Checkpoint.from_bytes(data, "x") == ckp
     assert len(Checkpoint.empty(10**12, 1, UUID).to_bytes()) == CHECKPOINT_SIZE  # size does not depend on values
-    write_checkpoint_atomically(str(tmp_path), "translog.ckp", ckp)
+    write_checkpoint_atomically(str(tmp_path: Path), "translog.ckp", ckp)
     assert Checkpoint.read(str(tmp_path / "translog.ckp")) == ckp
-    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+    assert [n for n in os.listdir(tmp_path: Path) if n.endswith(".tmp")] == []
 
 
-def test_in_place_rewrite_keeps_size(tmp_path) -> None:
+def test_in_place_rewrite_keeps_size(tmp_path: Path) -> None:
     path = tmp_path / "translog.ckp"
-    write_checkpoint_atomically(str(tmp_path), "translog.ckp", sample())
+    write_checkpoint_atomically(str(tmp_path: Path), "translog.ckp", sample())
     fd = os.open(path, os.O_RDWR)
     try:
         newer = sample().appended(100, 2, 1, 200)
@@ -54,7 +57,7 @@ def test_in_place_rewrite_keeps_size(tmp_path) -> None:
     assert (got.offset, got.num_ops, got.min_seq_no, got.max_seq_no) == (4342, 19, 1, 200)
 
 
-def test_every_single_bit_flip_is_detected(tmp_path) -> None:
+def test_every_single_bit_flip_is_detected(tmp_path: Path) -> None:
     data = sample().to_bytes()
     path = tmp_path / "translog.ckp"
     for i in range(len(data)):
@@ -69,14 +72,14 @@ def test_every_single_bit_flip_is_detected(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("mutate", [lambda d: d[:-1], lambda d: d + b"\0", lambda d: b""])
-def test_truncated_or_extended_checkpoint(tmp_path, mutate) -> None:
+def test_truncated_or_extended_checkpoint(tmp_path: Path, mutate: Callable[[bytes], bytes]) -> None:
     path = tmp_path / "translog.ckp"
     path.write_bytes(mutate(sample().to_bytes()))
     with pytest.raises(TranslogCorruptedError, match="wrong length"):
         Checkpoint.read(str(path))
 
 
-def test_missing_checkpoint_names_path(tmp_path) -> None:
+def test_missing_checkpoint_names_path(tmp_path: Path) -> None:
     with pytest.raises(TranslogCorruptedError) as ei:
         Checkpoint.read(str(tmp_path / "translog.ckp"))
     assert ei.value.file == str(tmp_path / "translog.ckp")
@@ -93,7 +96,7 @@ def test_valid_crc_but_inconsistent_values_refused() -> None:
             Checkpoint.from_bytes(bad.to_bytes(), "f")
 
 
-def test_future_version_is_reported(tmp_path) -> None:
+def test_future_version_is_reported(tmp_path: Path) -> None:
     data = bytearray(sample().to_bytes())
     pos = 5 + data[4]
     data[pos : pos + 4] = (2).to_bytes(4, "big")
@@ -105,12 +108,12 @@ def test_future_version_is_reported(tmp_path) -> None:
 # ------------------------------------------------------------------------------------------------ records
 
 
-def records(ops: list[dict]) -> io.BytesIO:
+def records(ops: list[dict[str, Any]]) -> io.BytesIO:
     return io.BytesIO(tlog_header(UUID, 1) + encode_ops(ops)[0])
 
 
 def test_records_round_trip_types() -> None:
-    ops = [
+    ops: list[dict[Any, Any]] = [
         {"seq_no": 0, "vec": b"\x00\xff" * 8, "text": "日本語 ✓ \u0000", "n": 2**63 - 1, "m": -(2**63)},
         {"seq_no": 2**63 - 1, "huge": 2**200, "neg_huge": -(2**64), "u64": 2**64 - 1, "f": 1.5, "l": [1, [b"x"]]},
         {"seq_no": 5, "nested": {"a": {"b": None, "c": True}}, 7: "int key"},
@@ -125,9 +128,9 @@ def test_records_round_trip_types() -> None:
 
 
 @pytest.mark.parametrize("op", [{}, {"seq_no": "1"}, {"seq_no": -1}, {"seq_no": True}, {"seq_no": 2**63}, [1]])
-def test_bad_operations_rejected_before_writing(op) -> None:
+def test_bad_operations_rejected_before_writing(op: Any) -> None:
     with pytest.raises(ValueError):
-        encode_ops([op])  # type: ignore[list-item]
+        encode_ops([op])
 
 
 def test_unsupported_value_type() -> None:
