@@ -27,6 +27,7 @@ from segstore.index.operations import DeleteOp, IndexOp
 from segstore.index.segment_merger import SegmentMerger
 from segstore.search.knn_query import TopDocs, knn_search
 from segstore.store import Directory, FSDirectory, MemoryDirectory
+from segstore.node import Node
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -35,5 +36,12 @@ __all__ = [
     "Catalog", "Codec", "FilterCodec", "Directory", "FSDirectory", "MemoryDirectory", "DirectoryReader",
     "IndexWriter", "SegmentMerger", "MergePolicy", "NoMergePolicy", "MergeScheduler", "SerialMergeScheduler",
     "IndexOp", "DeleteOp", "TopDocs", "create_index", "open_index", "open_reader", "delete_index",
-    "knn_search", "codec_for_name", "default_codec",
+    "knn_search", "codec_for_name", "default_codec", "Node", "connect",
 ]
+
+
+def connect(path: str = "./segstore-data", **kwargs):  # type: ignore[no-untyped-def]
+    """An ``opensearchpy.OpenSearch`` client running on the data directory ``path`` in this process."""
+    from segstore.rest.transport import connect as _connect  # noqa: PLC0415 - opensearch-py is heavy
+
+    return _connect(path, **kwargs)

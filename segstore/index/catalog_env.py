@@ -15,11 +15,13 @@ LMDB caveats honoured here (reliability.md §6.2):
   therefore short: none outlives a catalog method call.
 * **Map resized by another process**: ``MDB_MAP_RESIZED`` is answered by ``set_mapsize(0)`` (adopt the size
   recorded in the file) and a retry.
-* **No environment across fork()**: a child must reopen; an inherited one is refused.
+* **No environment across fork()**: a forked child cannot use the inherited environment, and cannot reopen it
+  either (py-lmdb still counts it as open); both are refused with a clear :class:`CatalogError`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from segstore.errors import CatalogError, CorruptIndexError, MapFullError, SegstoreError
+from segstore.errors import CatalogError, CorruptIndexError, DiskFullError, MapFullError, SegstoreError
 
 __all__ = ["SharedEnv", "iter_prefix", "delete_prefix", "DBS", "DEFAULT_MAP_SIZE", "DEFAULT_MAX_MAP_SIZE", "DEFAULT_MAX_READERS"]
 
@@ -81,6 +83,8 @@ class _Gate:
 
 
 def _wrap(e: lmdb.Error, path: str) -> SegstoreError:
+    if isinstance(e, lmdb.DiskError):  # ENOSPC
+        return DiskFullError(f"no space left on device for the catalog ({path})", OSError(errno.ENOSPC, str(e)))
     if isinstance(e, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadChecksumError)):
         return CorruptIndexError(f"LMDB reports a damaged catalog: {e}", f"catalog:{path}")
     return CatalogError(f"catalog operation failed ({path}): {type(e).__name__}: {e}")
@@ -143,8 +147,9 @@ class SharedEnv:
         path = os.path.realpath(path)
         with cls._registry_lock:
             shared = cls._registry.get(path)
-            if shared is None or shared.pid != os.getpid():  # an inherited env is unusable after fork()
+            if shared is None:
                 shared = cls._registry[path] = cls(path, map_size, max_map_size, max_readers)
+            shared.check_usable()
             shared.refs += 1
             return shared
 
@@ -161,8 +166,14 @@ class SharedEnv:
                     self.env.close()
 
     def check_usable(self) -> None:
+        # Refuse rather than close-and-reopen: closing the inherited env would abort the parent's (copied)
+        # read transactions, clearing *their* slots in the shared reader table.
         if self.pid != os.getpid():
-            raise CatalogError(f"catalog [{self.path}] was opened by pid {self.pid} before fork(); reopen it")
+            raise CatalogError(
+                f"catalog [{self.path}] was opened by pid {self.pid} before fork(): an LMDB environment does not "
+                "survive fork(), so this process can neither use nor reopen it; open the catalog after forking "
+                "or start workers with the 'spawn' method"
+            )
 
     def remap(self, size: int) -> None:
         """``set_mapsize`` (0 adopts the size another process set); the caller holds ``write_lock``."""
@@ -191,8 +202,7 @@ class SharedEnv:
         with self.write_lock:
             for _ in range(_MAX_ATTEMPTS):
                 try:
-                    with self.env.begin(write=True) as txn:  # aborts on any exception, commits on return
-                        return fn(txn, self.dbs)
+                    return self._write_once(fn)
                 except lmdb.MapFullError:
                     self.grow()
                 except lmdb.MapResizedError:  # another process grew the map past ours
@@ -200,6 +210,19 @@ class SharedEnv:
                 except lmdb.Error as e:
                     raise _wrap(e, self.path) from e
         raise CatalogError(f"catalog write did not settle after {_MAX_ATTEMPTS} attempts ({self.path})")
+
+    def _write_once(self, fn: Callable[[lmdb.Transaction, Dbs], T]) -> T:
+        txn = self.env.begin(write=True)
+        try:
+            result = fn(txn, self.dbs)
+        except BaseException:
+            # py-lmdb's abort takes a lock every read operation also takes; with busy reader threads it can
+            # starve for seconds. Readers pause at the gate for the (short) abort instead.
+            with self.gate.exclusive():
+                txn.abort()
+            raise
+        txn.commit()  # if this fails (e.g. MDB_MAP_FULL), LMDB has already freed the transaction
+        return result
 
     def read(self, fn: Callable[[lmdb.Transaction, Dbs], T]) -> T:
         """Run ``fn(txn, dbs)`` in one short read txn: a consistent snapshot of the latest commit."""

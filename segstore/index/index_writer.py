@@ -99,6 +99,7 @@ class IndexWriter:
             self._versions: dict[str, VersionValue] = {}
             self._pending_deletes: dict[str, list[int]] = {}
             self._merging: set[str] = set()
+            self._last_refresh = time.monotonic()
             self._pending_merges: list[OneMerge] = []
             self.translog: Translog = state.translog
             self._resolver = OpResolver(self)
@@ -242,6 +243,7 @@ class IndexWriter:
                 self._flushing = {}
                 self._apply_pending_deletes()
                 self._open_new_reader()
+                self._last_refresh = time.monotonic()
         return True
 
     def _apply_pending_deletes(self) -> None:
@@ -283,6 +285,16 @@ class IndexWriter:
             raise
         self._reader = DirectoryReader(leaves, old.version + 1)
         old.dec_ref()
+
+    def needs_refresh(self, min_age: float = 0.0) -> bool:
+        """True if operations were applied that no reader sees yet, and the last refresh is ``min_age`` old."""
+        with self._lock:
+            dirty = bool(self._buffer or self._pending_deletes)
+            return dirty and time.monotonic() - self._last_refresh >= min_age
+
+    def uncommitted_translog_bytes(self) -> int:
+        return int(self.translog.stats(self._commit_record.get("translog_generation", 0))
+                   .uncommitted_size_in_bytes)
 
     def acquire_reader(self) -> DirectoryReader:
         """The current point-in-time reader with an extra reference: ``close()`` it when done."""
@@ -369,7 +381,7 @@ class IndexWriter:
         with self._lock:
             return {
                 "segments": len(self._segments),
-                "docs": sum(s.num_docs for s in self._segments) + len(self._buffer),
+                "docs": sum(s.num_docs for s in self._segments),  # searchable docs, as Lucene counts them
                 "deleted_docs": sum(s.del_count for s in self._segments),
                 "buffered_docs": len(self._buffer),
                 "max_seq_no": self._max_seq_no,

@@ -38,14 +38,14 @@ def test_round_trip_and_fixed_size_under_one_sector(tmp_path: Path) -> None:
     assert len(data) == CHECKPOINT_SIZE < 512
     assert Checkpoint.from_bytes(data, "x") == ckp
     assert len(Checkpoint.empty(10**12, 1, UUID).to_bytes()) == CHECKPOINT_SIZE  # size does not depend on values
-    write_checkpoint_atomically(str(tmp_path: Path), "translog.ckp", ckp)
+    write_checkpoint_atomically(str(tmp_path), "translog.ckp", ckp)
     assert Checkpoint.read(str(tmp_path / "translog.ckp")) == ckp
-    assert [n for n in os.listdir(tmp_path: Path) if n.endswith(".tmp")] == []
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
 
 
 def test_in_place_rewrite_keeps_size(tmp_path: Path) -> None:
     path = tmp_path / "translog.ckp"
-    write_checkpoint_atomically(str(tmp_path: Path), "translog.ckp", sample())
+    write_checkpoint_atomically(str(tmp_path), "translog.ckp", sample())
     fd = os.open(path, os.O_RDWR)
     try:
         newer = sample().appended(100, 2, 1, 200)

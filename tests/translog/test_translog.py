@@ -585,8 +585,9 @@ def test_truncate_with_bad_header_drops_generation(folder: Path) -> None:
     data = bytearray(tlog.read_bytes())
     data[2] ^= 0xFF
     tlog.write_bytes(bytes(data))
-    assert Translog.inspect(folder)["first_bad"] == {
-        "generation": 2, "file": "translog-2.tlog", "offset": 0, "error": Translog.inspect(folder)["first_bad"]["error"]}
+    first_bad = Translog.inspect(folder)["first_bad"]
+    assert (first_bad["generation"], first_bad["file"], first_bad["offset"]) == (2, "translog-2.tlog", 0)
+    assert "header" in first_bad["error"]
     assert Translog.truncate_corrupt_tail(folder) == 4
     with Translog.open(folder, UUID) as t:
         assert list(t.read_ops()) == ops[:2]

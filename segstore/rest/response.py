@@ -1,0 +1,106 @@
+"""REST request/response values and OpenSearch's error body."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from segstore.errors import IndexNotFoundError, SegstoreError, ValidationError
+
+__all__ = ["RestRequest", "RestResponse", "error_response", "apply_filter_path"]
+
+
+@dataclass
+class RestRequest:
+    method: str
+    path: str
+    params: dict[str, str]
+    body: Any  # dict/list (embedded client), str/bytes (HTTP), or None
+    headers: dict[str, str] = field(default_factory=dict)
+    path_params: dict[str, str] = field(default_factory=dict)
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        return self.params.get(name, default)
+
+    def bool_param(self, name: str, default: bool = False) -> bool:
+        v = self.params.get(name)
+        if v is None:
+            return default
+        if v in ("", "true"):
+            return True
+        if v == "false":
+            return False
+        raise ValidationError(f"Failed to parse value [{v}] as only [true] or [false] are allowed.")
+
+
+@dataclass
+class RestResponse:
+    status: int
+    body: Any = None
+    content_type: str = "application/json; charset=UTF-8"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"content-type": self.content_type}
+
+
+def _cause(e: SegstoreError) -> dict[str, Any]:
+    c: dict[str, Any] = {"type": e.error_type, "reason": e.message}
+    if isinstance(e, IndexNotFoundError):
+        c.update({"index": e.index, "resource.id": e.index, "resource.type": "index_or_alias",
+                  "index_uuid": "_na_"})
+    extra = getattr(e, "extra", None)
+    if extra:
+        c.update(extra)
+    return c
+
+
+def error_response(e: SegstoreError) -> RestResponse:
+    """OpenSearch's ``{"error": {"root_cause": [...], "type", "reason", ...}, "status": N}``."""
+    top = _cause(e)
+    err = {"root_cause": [dict(top)], **top}
+    cause = getattr(e, "caused_by", None)
+    if isinstance(cause, SegstoreError):
+        err["caused_by"] = _cause(cause)
+    status = e.status if isinstance(e, ValidationError) or e.status else 500
+    return RestResponse(status, {"error": err, "status": status})
+
+
+def apply_filter_path(body: Any, filter_path: str) -> Any:
+    """Keep only the dotted paths matching the comma-separated ``filter_path`` patterns (``*`` and ``**``)."""
+    patterns = [p.strip() for p in filter_path.split(",") if p.strip()]
+    includes = [p for p in patterns if not p.startswith("-")]
+    excludes = [p[1:] for p in patterns if p.startswith("-")]
+
+    def match(path: list[str], pats: list[str]) -> bool:
+        dotted = ".".join(path)
+        return any(fnmatch.fnmatchcase(dotted, p.replace("**", "*")) for p in pats)
+
+    def prefix_ok(path: list[str]) -> bool:
+        for p in includes:
+            parts = p.split(".")
+            if "**" in parts[: len(path)] or all(fnmatch.fnmatchcase(a, b) for a, b in zip(path, parts)):
+                return True
+        return False
+
+    def walk(node: Any, path: list[str]) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                p = path + [k]
+                if excludes and match(p, excludes):
+                    continue
+                if not includes or match(p, includes):
+                    out[k] = v if not excludes else walk(v, p)
+                elif prefix_ok(p):
+                    sub = walk(v, p)
+                    if sub not in (None, {}, []):
+                        out[k] = sub
+            return out
+        if isinstance(node, list):
+            items = [walk(v, path) for v in node]
+            return [i for i in items if i not in (None, {}, [])]
+        return None
+
+    return walk(body, []) if patterns else body
