@@ -5,7 +5,9 @@ Concrete formats live in the ``segstore_codecs`` package (``codecs/`` in the sou
 codec generation. Nothing in ``segstore`` itself knows a byte layout.
 
 Lifecycle rules every writer follows: ``finish()`` publishes the writer's files and records their names in
-``state.files``; ``abort()`` publishes nothing and leaves no file behind; both are idempotent. Readers are
+``state.files``; ``abort()`` before ``finish()`` leaves no file behind; ``abort()`` after a successful
+``finish()`` does nothing (the files then belong to the segment, and whoever owns ``state.files`` deletes
+them if the segment is abandoned). Both are idempotent. Readers are
 opened once per segment, are safe for concurrent readers, and ``close()`` is idempotent.
 """
 
@@ -53,8 +55,8 @@ class SegmentInfoFormat(ABC):
 
     @abstractmethod
     def write(self, directory: Directory, info: SegmentInfo) -> str:
-        """Publish the segment info file (``info.files`` must already list the segment's other files) and
-        return its name. The returned name is *not* added to ``info.files`` by the format."""
+        """Publish the segment info file and return its name. ``info.files`` must already list every file of
+        the segment, the ``.si`` itself included (the segment writer adds it before calling)."""
 
     @abstractmethod
     def read(self, directory: Directory, segment: str, segment_id: bytes) -> SegmentInfo:
@@ -172,7 +174,7 @@ class GraphWriter(ABC):
 
     @abstractmethod
     def add_field(self, field: FieldInfo, values: VectorValues) -> None:
-        """Build the graph of ``field`` from its canonical vectors and publish it."""
+        """Build the graph of ``field`` from its canonical vectors; ``finish()`` publishes it."""
 
     @abstractmethod
     def finish(self) -> None: ...

@@ -214,6 +214,9 @@ class FramedInput:
         A bad checksum becomes the main error (the disk is damaged); a good one turns the failure into a
         :class:`CorruptIndexError` that says the checksum passed, pointing at a transient fault or a bug.
         This is Lucene's ``checkFooter(in, priorException)`` idiom.
+
+        **NOTE:** a :class:`CorruptIndexError` raised by ``fn`` itself passes through unchanged, without the
+        CRC check; parsers of large data files should raise plain exceptions so the checksum decides.
         """
         try:
             return fn(self.payload)
