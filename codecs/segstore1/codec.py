@@ -11,6 +11,8 @@ from segstore.codec.base import (
     StoredFieldsFormat,
     VectorValuesFormat,
 )
+from segstore.codec.doc_values import DocValuesFormat
+from segstore_codecs.segstore1.doc_values_format import SegStore1DocValuesFormat
 from segstore_codecs.segstore1.field_infos_format import SegStore1FieldInfosFormat
 from segstore_codecs.segstore1.graph_format import SegStore1HnswGraphFormat
 from segstore_codecs.segstore1.live_docs_format import SegStore1LiveDocsFormat
@@ -33,6 +35,7 @@ class SegStore1Codec(Codec):
         self._graph = SegStore1HnswGraphFormat()
         self._stored = SegStore1StoredFieldsFormat()
         self._live = SegStore1LiveDocsFormat()
+        self._dv = SegStore1DocValuesFormat()
 
     @property
     def segment_info_format(self) -> SegmentInfoFormat:
@@ -57,3 +60,7 @@ class SegStore1Codec(Codec):
     @property
     def live_docs_format(self) -> LiveDocsFormat:
         return self._live
+
+    @property
+    def doc_values_format(self) -> DocValuesFormat:
+        return self._dv

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from segstore.codec.doc_values import DocValuesFormat
 from segstore.index.field_infos import FieldInfo, FieldInfos
 from segstore.index.segment_info import SegmentInfo
 from segstore.index.write_state import SegmentReadState, SegmentWriteState
@@ -309,6 +310,10 @@ class Codec(ABC):
     def live_docs_format(self) -> LiveDocsFormat: ...
 
     @property
+    @abstractmethod
+    def doc_values_format(self) -> "DocValuesFormat": ...
+
+    @property
     def writable(self) -> bool:
         """False for frozen legacy codecs, which only read."""
         return True
@@ -347,3 +352,7 @@ class FilterCodec(Codec):
     @property
     def live_docs_format(self) -> LiveDocsFormat:
         return self.delegate.live_docs_format
+
+    @property
+    def doc_values_format(self) -> "DocValuesFormat":
+        return self.delegate.doc_values_format

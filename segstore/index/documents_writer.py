@@ -26,13 +26,18 @@ __all__ = ["flush_documents", "vector_field_infos"]
 _DTYPES = {"float": np.float32, "byte": np.int8, "binary": np.uint8}
 
 
-def vector_field_infos(mappings: Mappings, present: set[str]) -> FieldInfos:
-    """Field infos for the mapped vector fields in ``present``, numbered in mapping order."""
+def vector_field_infos(mappings: Mappings, present: set[str], dv_present: set[str] = frozenset()) -> FieldInfos:
+    """Field infos for the mapped vector fields in ``present`` (numbered in mapping order), then the
+    doc-values fields in ``dv_present``."""
     infos = []
     for path, fm in mappings.vector_fields.items():
         if path in present:
             infos.append(FieldInfo(path, len(infos), fm.dimension, fm.data_type, fm.space_type,
                                    fm.field_attributes()))
+    for path, (_, ftype) in mappings.doc_value_fields.items():
+        if path in dv_present:
+            kind = "sorted_set" if ftype in ("keyword", "constant_keyword", "ip") else "numeric"
+            infos.append(FieldInfo(path, len(infos), attributes={"doc_values": kind, "type": ftype}))
     return FieldInfos(infos)
 
 
@@ -47,7 +52,18 @@ def flush_documents(
 ) -> SegmentCommitInfo:
     """Write ``docs`` as segment ``name``."""
     present = {p for d in docs for p in d.vectors}
-    field_infos = vector_field_infos(mappings, present)
+    dv_present = {p for d in docs for p in d.doc_values}
+    field_infos = vector_field_infos(mappings, present, dv_present)
+    doc_values: dict[str, tuple[np.ndarray, list]] = {}
+    for path in dv_present:
+        ids: list[int] = []
+        vals: list = []
+        for i, d in enumerate(docs):
+            got = d.doc_values.get(path)
+            if got:
+                ids.extend([i] * len(got))
+                vals.extend(got)
+        doc_values[path] = (np.asarray(ids, dtype=np.int32), vals)
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for fi in field_infos.vector_fields():
         docs_with = [(i, d.vectors[fi.name]) for i, d in enumerate(docs) if fi.name in d.vectors]
@@ -65,4 +81,4 @@ def flush_documents(
         return fi.attributes.get("knn") == "true" and count >= max(1, build_graph_min_vectors)
 
     return write_segment(codec, directory, name, (d.stored_record() for d in docs), len(docs), field_infos,
-                         vectors, build_graph, attributes, {"source": "flush"})
+                         vectors, build_graph, attributes, {"source": "flush"}, doc_values=doc_values)

@@ -44,6 +44,8 @@ from segstore.index.write_ops import OpResolver
 from segstore.index.writer_recovery import open_commit, replay_translog
 from segstore.derived_source.mask import inject_source
 from segstore.mapping.document_parser import DocumentParser, ParsedDocument
+from segstore.mapping.dynamic import dynamic_properties, merge_properties
+from segstore.mapping.mappings import Mappings
 from segstore.translog import Translog
 
 __all__ = ["IndexWriter"]
@@ -159,9 +161,10 @@ class IndexWriter:
         """
         self._ensure_open()
         index_ops = [(i, op) for i, op in enumerate(ops) if isinstance(op, IndexOp)]
+        rejected = self._apply_dynamic_mappings([op for _, op in index_ops])
         parsed = self.parser.parse([(str(op.doc_id), op.source) for _, op in index_ops])
         parsed_by_slot: dict[int, ParsedDocument | ValidationError] = {
-            i: p for (i, _), p in zip(index_ops, parsed)}
+            i: rejected.get(j, p) for j, ((i, _), p) in enumerate(zip(index_ops, parsed))}
         with self._lock:
             self._ensure_open()
             results, log_ops, apply = self._resolver.resolve(ops, parsed_by_slot)
@@ -174,6 +177,37 @@ class IndexWriter:
                 for fn in apply:
                     fn()
         return results
+
+    def _apply_dynamic_mappings(self, ops: Sequence[IndexOp]) -> dict[int, ValidationError]:
+        """Add OpenSearch's dynamic mappings for unmapped fields (persisted before anything is logged);
+        returns the ops rejected by a ``strict`` mapping, by position."""
+        new: dict[str, Any] = {}
+        rejected: dict[int, ValidationError] = {}
+        for j, op in enumerate(ops):
+            if isinstance(op.source, dict):
+                try:
+                    new = merge_properties(new, dynamic_properties(op.source, self.mappings))
+                except ValidationError as e:
+                    rejected[j] = e
+        if new:
+            self.put_mapping({"properties": new})
+        return rejected
+
+    def put_mapping(self, body: dict[str, Any]) -> None:
+        """Add fields to the mapping (existing fields keep their definition), validate, persist."""
+        with self._lock:
+            current = dict(self.meta.get("mappings") or {})
+            merged = dict(current)
+            merged["properties"] = merge_properties(current.get("properties") or {}, body.get("properties") or {})
+            if merged == current:
+                return
+            mappings = Mappings.parse(merged, index_knn=self.settings.knn)
+            meta = dict(self.meta)
+            meta["mappings"] = merged
+            self.catalog.put_index_metadata(self.index_name, {k: v for k, v in meta.items() if k != "uuid"})
+            self.meta = meta
+            self.mappings = mappings
+            self.parser = DocumentParser(mappings, self._derived_paths())
 
     # ------------------------------------------------------------------------------------ realtime get
 

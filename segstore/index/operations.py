@@ -64,6 +64,7 @@ class BufferedDoc:
     version: int
     stored_source: dict[str, Any] | None
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    doc_values: dict[str, list[Any]] = field(default_factory=dict)
 
     def stored_record(self) -> dict[str, Any]:
         """The stored-fields record: ``_source`` is kept as msgpack bytes so merges copy it undecoded."""
@@ -75,4 +76,4 @@ class BufferedDoc:
     def to_translog(self) -> dict[str, Any]:
         return {"op": "index", "seq_no": self.seq_no, "version": self.version, "id": self.doc_id,
                 "source": self.stored_source,
-                "vectors": {p: v.tobytes() for p, v in self.vectors.items()}}
+                "vectors": {p: v.tobytes() for p, v in self.vectors.items()}, "dv": self.doc_values}

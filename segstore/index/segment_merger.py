@@ -110,6 +110,24 @@ class SegmentMerger:
                 np.concatenate(rows) if rows else np.zeros((0, width), dtype=dtype),
                 np.concatenate(docs).astype(np.int32) if docs else np.zeros(0, dtype=np.int32),
             )
+        doc_values: dict[str, tuple[np.ndarray, object]] = {}
+        for fi in field_infos:
+            if fi.attributes.get("doc_values") is None:
+                continue
+            d_parts, v_parts = [], []
+            for r, m in zip(self.readers, maps):
+                dv = r.core.doc_values.get(fi.name)
+                if dv is None:
+                    continue
+                new_docs = m[dv.docs]
+                keep = new_docs >= 0
+                d_parts.append(new_docs[keep])
+                vals = dv.values[keep]
+                v_parts.append(np.asarray(dv.terms, dtype=object)[vals] if dv.terms is not None else vals)
+            if d_parts:
+                docs_all = np.concatenate(d_parts).astype(np.int32)
+                vals_all = np.concatenate(v_parts)
+                doc_values[fi.name] = (docs_all, vals_all.tolist() if vals_all.dtype == object else vals_all)
         ids: list[str] = []
         versions: list[int] = []
         seq_nos: list[int] = []
@@ -129,6 +147,6 @@ class SegmentMerger:
             self.codec, self.directory, self.name, records(), num_docs, field_infos, vectors, self.build_graph,
             attributes=union_attributes(r.commit_info.info.attributes for r in self.readers),
             diagnostics={"source": "merge", "merged_from": ",".join(r.name for r in self.readers)},
-            timings=timings,
+            timings=timings, doc_values=doc_values,
         )
         return MergeResult(info, maps, ids, versions, seq_nos, timings)

@@ -60,6 +60,7 @@ class SegmentCoreReaders:
             self.stored: StoredFieldsReader = self.codec.stored_fields_format.fields_reader(state)
             self.vectors: VectorValuesReader = self.codec.vector_values_format.fields_reader(state)
             self.graphs: GraphReader = self.codec.graph_format.fields_reader(state)
+            self.doc_values = self.codec.doc_values_format.fields_reader(state)
         except BaseException:
             if deleter is not None:
                 deleter.dec_ref(info.files)
@@ -80,7 +81,7 @@ class SegmentCoreReaders:
             self._refs -= 1
             last = self._refs == 0
         if last:
-            for r in (self.graphs, self.vectors, self.stored):
+            for r in (self.doc_values, self.graphs, self.vectors, self.stored):
                 r.close()
             if self._deleter is not None:
                 self._deleter.dec_ref(self.info.files)
@@ -211,3 +212,4 @@ class SegmentReader:
         self.core.stored.check_integrity()
         self.core.vectors.check_integrity()
         self.core.graphs.check_integrity()
+        self.core.doc_values.check_integrity()

@@ -38,11 +38,13 @@ def write_segment(
     attributes: dict[str, str],
     diagnostics: dict[str, str],
     timings: dict[str, float] | None = None,
+    doc_values: dict[str, tuple[np.ndarray, Any]] | None = None,
 ) -> SegmentCommitInfo:
     """Write segment ``name`` and return its commit info (generation 0, no deletes).
 
     ``records`` are stored-field documents (dicts) or raw records copied from another segment (bytes);
-    ``vectors`` maps a field name to ``(rows, doc ids)``. ``timings`` (optional) receives seconds spent
+    ``vectors`` maps a field name to ``(rows, doc ids)``; ``doc_values`` maps a doc-values field to
+    ``(doc ids, values)`` (one entry per value). ``timings`` (optional) receives seconds spent
     per step, for benchmarks.
     """
     info = SegmentInfo(name=name, segment_id=new_segment_id(), max_doc=num_docs, codec=codec.name,
@@ -55,6 +57,7 @@ def write_segment(
     stored = codec.stored_fields_format.fields_writer(state)
     vec_writer = None
     graph_writer = None
+    dv_writer = None
     try:
         t0 = time.perf_counter()
         count = 0
@@ -85,6 +88,18 @@ def write_segment(
         graph_writer.finish()
         t["graph"] = time.perf_counter() - t0
 
+        dv_writer = codec.doc_values_format.fields_writer(state)
+        for fi in field_infos:
+            kind = fi.attributes.get("doc_values")
+            if kind is None or doc_values is None or fi.name not in doc_values:
+                continue
+            docs, values = doc_values[fi.name]
+            if kind == "sorted_set":
+                dv_writer.add_keyword(fi.name, docs, list(values))
+            else:
+                dv_writer.add_numeric(fi.name, docs, np.asarray(values))
+        dv_writer.finish()
+
         fnm = codec.field_infos_format.write(directory, info, field_infos)
         published.append(fnm)
         state.files.add(fnm)
@@ -92,7 +107,7 @@ def write_segment(
         info.files = sorted(state.files | {si_name})
         published.append(codec.segment_info_format.write(directory, info))
     except BaseException:
-        for w in (stored, vec_writer, graph_writer):
+        for w in (stored, vec_writer, graph_writer, dv_writer):
             if w is not None:
                 try:
                     w.abort()

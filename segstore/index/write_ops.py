@@ -91,7 +91,7 @@ class OpResolver:
                     continue
                 seq_no += 1
                 version = cur.version + 1 if cur is not None else 1
-                doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors)
+                doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors, p.doc_values)
                 log_ops.append(doc.to_translog())
                 results.append(OpResult(doc_id, "updated" if exists else "created", version, seq_no))
                 apply.append(lambda doc=doc, cur=cur: self.apply_index(doc, cur))
@@ -142,7 +142,8 @@ class OpResolver:
             for path, raw in (op.get("vectors") or {}).items():
                 fm = self.w.mappings.vector_fields[path]
                 vectors[path] = np.frombuffer(raw, dtype=_DTYPES[fm.data_type]).copy()
-            self.apply_index(BufferedDoc(doc_id, op["seq_no"], op["version"], op.get("source"), vectors), cur)
+            self.apply_index(BufferedDoc(doc_id, op["seq_no"], op["version"], op.get("source"), vectors,
+                                         op.get("dv") or {}), cur)
         elif op["op"] == "delete":
             self.apply_delete(doc_id, cur, op["version"], op["seq_no"])
         else:

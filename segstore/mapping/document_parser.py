@@ -21,6 +21,7 @@ import numpy as np
 from segstore.derived_source.mask import mask_source
 from segstore.derived_source.paths import collect, split_path
 from segstore.errors import IllegalArgumentError, MapperParsingError, ValidationError
+from segstore.mapping.dynamic import extract_doc_values
 from segstore.mapping.knn_vector import KnnVectorMapping
 from segstore.mapping.mappings import Mappings
 
@@ -35,6 +36,7 @@ class ParsedDocument:
     doc_id: str
     stored_source: dict[str, Any] | None
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    doc_values: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _preview(value: Any) -> str:
@@ -91,12 +93,13 @@ class DocumentParser:
                         "same field in the same document"),
                 )
             raw[path].append((slot, values[0]))
+        doc_values = extract_doc_values(doc_id, source, self.mappings)
         stored: dict[str, Any] | None = source
         if not self.mappings.source_enabled:
             stored = None
         elif self.derived_paths:
             stored = mask_source(source, self.derived_paths)
-        return ParsedDocument(doc_id=doc_id, stored_source=stored)
+        return ParsedDocument(doc_id=doc_id, stored_source=stored, doc_values=doc_values)
 
     def _convert_field(
         self,
@@ -188,8 +191,16 @@ def _token(value: Any) -> str:
 
 
 def _encode(fm: KnnVectorMapping, arr: np.ndarray) -> np.ndarray:
-    """Canonical storage rows: float32, int8 (byte) or uint8 packed bits (binary, signed input bytes)."""
+    """Canonical storage rows: float32, int8 (byte) or uint8 packed bits (binary, signed input bytes).
+
+    Faiss implements ``cosinesimil`` as inner product over unit vectors and normalises the indexed vector
+    in place, so OpenSearch returns the normalised vector in ``_source``; segstore stores it the same way.
+    """
     if fm.data_type == "float":
-        return arr.astype(np.float32)
+        rows = arr.astype(np.float32)
+        if fm.engine == "faiss" and fm.space_type == "cosinesimil":
+            norms = np.sqrt((rows * rows).sum(axis=1, dtype=np.float32, keepdims=True))
+            rows = rows / norms
+        return rows
     as_int8 = arr.astype(np.int8)
     return as_int8.view(np.uint8) if fm.data_type == "binary" else as_int8

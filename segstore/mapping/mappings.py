@@ -27,6 +27,9 @@ LEAF_TYPES = frozenset({
 _ROOT_KEYS = {"properties", "_source", "dynamic", "dynamic_templates", "_routing", "_meta", "date_detection",
               "numeric_detection", "_field_names", "enabled"}
 PREFIX = "Failed to parse mapping [_doc]: "
+NUMERIC_INT_TYPES = frozenset({"long", "integer", "short", "byte", "unsigned_long", "date", "date_nanos", "boolean"})
+NUMERIC_FLOAT_TYPES = frozenset({"double", "float", "half_float", "scaled_float"})
+DOC_VALUE_TYPES = NUMERIC_INT_TYPES | NUMERIC_FLOAT_TYPES | {"keyword", "constant_keyword", "ip"}
 
 
 @dataclass
@@ -40,6 +43,20 @@ class Mappings:
     source_includes: tuple[str, ...] = ()
     source_excludes: tuple[str, ...] = ()
     leaf_types: dict[str, str] = field(default_factory=dict)
+    object_paths: set[str] = field(default_factory=set)
+    source_paths: dict[str, str] = field(default_factory=dict)  # multi-field path -> its source path
+    no_doc_values: set[str] = field(default_factory=set)
+    ignore_above: dict[str, int] = field(default_factory=dict)
+    dynamic: str = "true"
+
+    @property
+    def doc_value_fields(self) -> dict[str, tuple[str, str]]:
+        """``path -> (source path, type)`` of the fields that get doc values (filterable without _source)."""
+        out = {}
+        for path, ftype in self.leaf_types.items():
+            if ftype in DOC_VALUE_TYPES and path not in self.no_doc_values:
+                out[path] = (self.source_paths.get(path, path), ftype)
+        return out
 
     @classmethod
     def parse(cls, body: Mapping[str, Any] | None, *, index_knn: bool) -> "Mappings":
@@ -66,6 +83,7 @@ class Mappings:
         m.source_enabled = bool(src.get("enabled", True))
         m.source_includes = tuple(src.get("includes") or ())
         m.source_excludes = tuple(src.get("excludes") or ())
+        m.dynamic = str(body.get("dynamic", "true")).lower()
         m._walk(body.get("properties") or {}, "", index_knn)
         return m
 
@@ -86,9 +104,22 @@ class Mappings:
             elif ftype in ("object", "nested"):
                 if ftype == "nested":
                     self.nested_paths.append(path)
+                self.object_paths.add(path)
                 self._walk(spec.get("properties") or {}, path + ".", index_knn)
             elif ftype in LEAF_TYPES:
                 self.leaf_types[path] = str(ftype)
+                if spec.get("doc_values") is False:
+                    self.no_doc_values.add(path)
+                if "ignore_above" in spec:
+                    self.ignore_above[path] = int(spec["ignore_above"])
+                for sub, sub_spec in (spec.get("fields") or {}).items():
+                    sub_type = sub_spec.get("type") if isinstance(sub_spec, Mapping) else None
+                    if sub_type not in LEAF_TYPES:
+                        raise MapperParsingError(f"No handler for type [{sub_type}] declared on field [{sub}]")
+                    self.leaf_types[f"{path}.{sub}"] = str(sub_type)
+                    self.source_paths[f"{path}.{sub}"] = path
+                    if "ignore_above" in sub_spec:
+                        self.ignore_above[f"{path}.{sub}"] = int(sub_spec["ignore_above"])
             else:
                 raise MapperParsingError(f"No handler for type [{ftype}] declared on field [{name}]")
 

@@ -12,7 +12,6 @@ from segstore.rest.handlers_docs import writer_for_write
 from segstore.rest.handlers_indices import targets
 from segstore.rest.response import RestRequest, RestResponse
 from segstore.rest.router import Router, json_body
-from segstore.search.query_dsl import parse_query
 from segstore.search.searcher import IndexSearcher
 from segstore.search.source_filter import parse_source_param
 
@@ -43,18 +42,20 @@ def search(node: Node, req: RestRequest) -> RestResponse:
         raise IllegalArgumentError(f"[size] parameter cannot be negative, found [{size}]")
     if start < 0:
         raise IllegalArgumentError(f"[from] parameter cannot be negative, found [{start}]")
-    pq = parse_query(body.get("query"))
     sf = parse_source_param(body.get("_source", req.param("_source")), req.param("_source_includes"),
                             req.param("_source_excludes"))
     searchers = _searchers(node, req.path_params.get("index"))
     try:
         total = 0
         found: list[tuple[float, int, int, int]] = []
+        knn_query = False
         for si, s in enumerate(searchers):
+            pq = s.parse(body.get("query"))
+            knn_query = pq.knn is not None
             n, hits = s.hits(pq)
             total += n
             found.extend((score, si, leaf, doc) for score, leaf, doc in hits)
-        if pq.knn is not None:
+        if knn_query:
             found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
         page = found[start:start + size]
         hits_json = [searchers[si].hit_json(score, leaf, doc, sf) for score, si, leaf, doc in page]
@@ -77,10 +78,9 @@ def search(node: Node, req: RestRequest) -> RestResponse:
 
 def count(node: Node, req: RestRequest) -> RestResponse:
     body = json_body(req) or {}
-    pq = parse_query(body.get("query"))
     searchers = _searchers(node, req.path_params.get("index"))
     try:
-        total = sum(s.hits(pq)[0] for s in searchers)
+        total = sum(s.hits(s.parse(body.get("query")))[0] for s in searchers)
     finally:
         for s in searchers:
             s.reader.close()
@@ -99,7 +99,6 @@ def reindex(node: Node, req: RestRequest) -> RestResponse:
         raise IllegalArgumentError("segstore reindexes local indices only: [source.remote] is not supported")
     max_docs = body.get("max_docs", body.get("size"))
     op_type = dest.get("op_type", "index")
-    pq = parse_query(src.get("query"))
     sf = parse_source_param(src.get("_source"))
     searchers = _searchers(node, src["index"] if isinstance(src["index"], str) else ",".join(src["index"]))
     w = writer_for_write(node, dest["index"])
@@ -127,7 +126,7 @@ def reindex(node: Node, req: RestRequest) -> RestResponse:
 
         done = 0
         for s in searchers:
-            for _, leaf_i, doc in s.hits(pq)[1]:
+            for _, leaf_i, doc in s.hits(s.parse(src.get("query")))[1]:
                 if max_docs is not None and done >= int(max_docs):
                     break
                 leaf = s.reader.leaves[leaf_i]

@@ -21,9 +21,10 @@ import numpy as np
 from segstore.floats import shortest_float32
 from segstore.index.directory_reader import DirectoryReader
 from segstore.index.segment_reader import SegmentReader
+from segstore.search.similarity import raw_scores, score_from_raw
 from segstore.search.similarity import scores as exact_scores
 
-__all__ = ["ScoreDoc", "TopDocs", "knn_search", "EXACT_SEARCH_MAX_VECTORS"]
+__all__ = ["ScoreDoc", "TopDocs", "knn_search", "radial_search", "EXACT_SEARCH_MAX_VECTORS"]
 
 EXACT_SEARCH_MAX_VECTORS = 1000
 _OVERFETCH_MAX_DELETED = 256  # above this many deleted vectors, use the accept filter instead
@@ -44,27 +45,43 @@ class TopDocs:
     score_docs: list[ScoreDoc]
 
 
+MAX_EXACT_FILTERED_ELEMENTS = 2_048_000  # filtered count x dimension at or below this: exact search
+
+
 def _leaf_candidates(
     leaf: SegmentReader, field: str, query: np.ndarray, k: int, ef_search: int,
     accept_docs: Callable[[SegmentReader], np.ndarray | None] | None,
+    filtered_exact_threshold: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(doc ids, float32 scores) of up to k best live docs of one segment."""
+    """(doc ids, float32 scores) of up to k best live docs of one segment.
+
+    With a filter, OpenSearch's per-segment rule picks exact search when the filtered count is <= k, or
+    <= ``index.knn.advanced.filtered_exact_search_threshold`` when set, or when count x dimension <=
+    2,048,000; otherwise the graph is searched with the filter, and exact search is used after all if the
+    graph returned fewer than k while at least k documents pass the filter.
+    """
     values = leaf.vector_values(field)
     if values is None or values.size == 0:
         return None
     fi = leaf.field_infos.get(field)
     assert fi is not None
-    live_ords = leaf.live_ords(field)  # bool per ordinal, or None when nothing is deleted
-    allowed = live_ords
+    allowed = leaf.live_ords(field)  # bool per ordinal, or None when nothing is deleted
+    filtered = False
     if accept_docs is not None:
         doc_mask = accept_docs(leaf)
         if doc_mask is not None:
             by_ord = doc_mask[values.ord_to_doc]
             allowed = by_ord if allowed is None else (allowed & by_ord)
+            filtered = True
     n_allowed = values.size if allowed is None else int(allowed.sum())
     if n_allowed == 0:
         return None
-    graph = leaf.graph(field) if n_allowed > EXACT_SEARCH_MAX_VECTORS and accept_docs is None else None
+    if filtered:
+        exact = n_allowed <= k or (filtered_exact_threshold is not None and n_allowed <= filtered_exact_threshold) \
+            or (filtered_exact_threshold is None and n_allowed * fi.vector_dimension <= MAX_EXACT_FILTERED_ELEMENTS)
+    else:
+        exact = n_allowed <= EXACT_SEARCH_MAX_VECTORS
+    graph = None if exact else leaf.graph(field)
     if graph is None:
         ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
     elif allowed is None:
@@ -74,10 +91,12 @@ def _leaf_candidates(
         if dead <= _OVERFETCH_MAX_DELETED:
             k2 = min(values.size, k + dead)
             found = graph.search(query[None, :], k2, max(ef_search, k2))[0][0]
-            ords = found[allowed[found]]
+            ords = found[allowed[found]][:k]
         else:
             mask = allowed
             ords = graph.search(query[None, :], k, ef_search, accept=lambda label: bool(mask[label]))[0][0]
+        if ords.shape[0] < k <= n_allowed:  # the graph missed filtered docs: fall back to exact search
+            ords = np.flatnonzero(allowed)
     s = exact_scores(fi.vector_space_type, values.vectors[ords], query)
     if s.shape[0] > k:
         top = np.argpartition(-s, k - 1)[:k]
@@ -92,6 +111,7 @@ def knn_search(
     k: int,
     ef_search: int = 100,
     accept_docs: Callable[[SegmentReader], np.ndarray | None] | None = None,
+    filtered_exact_threshold: int | None = None,
 ) -> TopDocs:
     """The k nearest live documents to ``query`` (already validated and canonical: float32/int8/uint8)."""
     all_scores: list[np.ndarray] = []
@@ -99,7 +119,7 @@ def knn_search(
     all_docs: list[np.ndarray] = []
     total = 0
     for i, leaf in enumerate(reader.leaves):
-        found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs)
+        found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs, filtered_exact_threshold)
         if found is None:
             continue
         docs, s = found
@@ -112,8 +132,59 @@ def knn_search(
     docs = np.concatenate(all_docs)
     s = np.concatenate(all_scores)
     leaves = np.concatenate(all_leaves)
+    return _top(reader, docs, s, leaves, k, total)
+
+
+def _top(reader: DirectoryReader, docs: np.ndarray, s: np.ndarray, leaves: np.ndarray, k: int,
+         total: int) -> TopDocs:
     global_docs = reader.doc_bases[leaves] + docs
     order = np.lexsort((global_docs, -s))[:k]  # score desc, then doc id asc
     shown = shortest_float32(s[order])
     return TopDocs(total, [ScoreDoc(float(sc), int(lf), int(d))
                            for sc, lf, d in zip(shown, leaves[order], docs[order])])
+
+
+def radial_search(
+    reader: DirectoryReader,
+    field: str,
+    query: np.ndarray,
+    *,
+    max_distance: float | None = None,
+    min_score: float | None = None,
+    ip_distance_sign: float = -1.0,
+    accept_docs: Callable[[SegmentReader], np.ndarray | None] | None = None,
+    max_results: int = 10000,
+) -> TopDocs:
+    """Every live document within ``max_distance`` (or scoring at least ``min_score``), best first, capped
+    at ``max_results`` (``index.max_result_window``). Distances per vector-semantics.md §2.4: squared L2,
+    1 - cos, and for inner product ``ip_distance_sign * x.y`` (-1 on faiss, +1 on the Lucene engine)."""
+    parts_docs, parts_scores, parts_leaves = [], [], []
+    for i, leaf in enumerate(reader.leaves):
+        values = leaf.vector_values(field)
+        if values is None or values.size == 0:
+            continue
+        fi = leaf.field_infos.get(field)
+        assert fi is not None
+        allowed = leaf.live_ords(field)
+        if accept_docs is not None and (doc_mask := accept_docs(leaf)) is not None:
+            by_ord = doc_mask[values.ord_to_doc]
+            allowed = by_ord if allowed is None else (allowed & by_ord)
+        ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
+        raw = raw_scores(fi.vector_space_type, values.vectors[ords], query)
+        s = score_from_raw(fi.vector_space_type, raw)
+        if min_score is not None:
+            keep = s >= np.float32(min_score)
+        else:
+            space = fi.vector_space_type
+            dist = {"l2": raw, "cosinesimil": np.float32(1.0) - raw,
+                    "innerproduct": np.float32(ip_distance_sign) * raw}.get(space, raw)
+            keep = dist <= np.float32(max_distance)
+        parts_docs.append(values.ord_to_doc[ords[keep]].astype(np.int64))
+        parts_scores.append(s[keep])
+        parts_leaves.append(np.full(int(keep.sum()), i, dtype=np.int64))
+    if not parts_docs:
+        return TopDocs(0, [])
+    docs = np.concatenate(parts_docs)
+    s = np.concatenate(parts_scores)
+    top = _top(reader, docs, s, np.concatenate(parts_leaves), max_results, 0)
+    return TopDocs(len(top.score_docs), top.score_docs)

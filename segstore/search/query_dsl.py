@@ -1,23 +1,32 @@
-"""The query DSL subset segstore executes: ``knn`` plus filters evaluated on ``_source``.
+"""The query DSL subset segstore executes: ``knn`` plus filters.
 
-Supported: ``match_all``, ``match_none``, ``knn``, ``ids``, ``term``, ``terms``, ``match`` (every analysed
-token must be present, case-insensitive), ``range``, ``exists``, ``bool`` (``must``/``filter``/``should``/
-``must_not``, ``minimum_should_match``). Non-kNN clauses are boolean filters with constant score 1.0; they
-are evaluated against each live document's stored ``_source`` (masked vectors never matter to them).
+Supported: ``match_all``, ``match_none``, ``knn``, ``ids``, ``term``, ``terms``, ``match`` (any analysed
+token present, case-insensitive), ``range``, ``exists``, ``bool`` (``must``/``filter``/``should``/``must_not``,
+``minimum_should_match``). Every clause compiles to a :class:`Filter` that yields a boolean mask over a
+segment's doc ids. ``term``/``terms``/``range``/``exists`` on keyword, numeric, date and boolean fields use
+the segment's doc values (numpy, no per-document work); other clauses (``ids``, ``match`` on text) read the
+stored ``_source`` of each live document. Non-kNN queries score 1.0 (0.0 for a ``bool`` made only of
+filters); segstore has no BM25.
 """
 
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import numpy as np
 
 from segstore.errors import IllegalArgumentError, ValidationError
 
-__all__ = ["ParsedQuery", "KnnClause", "parse_query", "get_path"]
+if TYPE_CHECKING:
+    from segstore.index.segment_reader import SegmentReader
 
-Predicate = Callable[[dict[str, Any], str], bool]  # (source, doc id) -> matches
+__all__ = ["ParsedQuery", "KnnClause", "Filter", "parse_query", "get_path", "ParsingError"]
+
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -25,41 +34,16 @@ class ParsingError(ValidationError):
     error_type = "parsing_exception"
 
 
-@dataclass
-class KnnClause:
-    field: str
-    vector: Any
-    k: int
-    ef_search: int | None
-    filter: Predicate | None
-    boost: float
-    name: str | None
-    ignore_unmapped: bool
-
-
-@dataclass
-class ParsedQuery:
-    """``knn`` is set for a kNN query; ``predicate`` (None = match all) filters every other query."""
-
-    knn: KnnClause | None
-    predicate: Predicate | None
-    match_none: bool = False
-
-
 def get_path(source: Any, path: str) -> list[Any]:
-    """All values at a dotted path (arrays flattened), like a field's values."""
+    """All non-null values at a dotted path (arrays flattened), like a field's values."""
     nodes = [source]
     for part in path.split("."):
         nxt: list[Any] = []
         for n in nodes:
-            if isinstance(n, dict) and part in n:
-                v = n[part]
-                nxt.extend(v if isinstance(v, list) else [v])
-            elif isinstance(n, list):
-                for el in n:
-                    if isinstance(el, dict) and part in el:
-                        v = el[part]
-                        nxt.extend(v if isinstance(v, list) else [v])
+            for el in (n if isinstance(n, list) else [n]):
+                if isinstance(el, dict) and part in el:
+                    v = el[part]
+                    nxt.extend(v if isinstance(v, list) else [v])
         nodes = nxt
     flat: list[Any] = []
     for n in nodes:
@@ -67,22 +51,139 @@ def get_path(source: Any, path: str) -> list[Any]:
     return [v for v in flat if v is not None]
 
 
+class Filter(ABC):
+    """A compiled clause: ``mask(leaf)`` is a bool array over the leaf's doc ids (deletions ignored)."""
+
+    @abstractmethod
+    def mask(self, leaf: "SegmentReader") -> np.ndarray: ...
+
+
+class MatchAll(Filter):
+    def mask(self, leaf: "SegmentReader") -> np.ndarray:
+        return np.ones(leaf.max_doc, dtype=bool)
+
+
+class MatchNone(Filter):
+    def mask(self, leaf: "SegmentReader") -> np.ndarray:
+        return np.zeros(leaf.max_doc, dtype=bool)
+
+
+class SourceFilter(Filter):
+    """Evaluates ``pred(source, doc_id)`` on each live document's stored ``_source``."""
+
+    def __init__(self, pred: Callable[[dict[str, Any], str], bool]) -> None:
+        self.pred = pred
+
+    def mask(self, leaf: "SegmentReader") -> np.ndarray:
+        out = np.zeros(leaf.max_doc, dtype=bool)
+        docs = range(leaf.max_doc) if leaf.live is None else np.flatnonzero(leaf.live).tolist()
+        for doc, raw in zip(docs, leaf.core.stored.raw_documents(list(docs))):
+            rec = msgpack.unpackb(raw, raw=False)
+            src = msgpack.unpackb(rec["_source"], raw=False) if "_source" in rec else {}
+            out[doc] = self.pred(src, rec["_id"])
+        return out
+
+
+class DocValuesFilter(Filter):
+    """``term``/``terms``/``range``/``exists`` over doc values, with a ``_source`` fallback for fields
+    that have none (text fields, unmapped fields)."""
+
+    def __init__(self, field: str, op: str, arg: Any, fallback: Callable[[dict[str, Any], str], bool],
+                 has_doc_values: bool) -> None:
+        self.field, self.op, self.arg = field, op, arg
+        self.fallback = SourceFilter(fallback)
+        self.has_doc_values = has_doc_values  # the mapping gives the field doc values
+
+    def mask(self, leaf: "SegmentReader") -> np.ndarray:
+        fi = leaf.field_infos.get(self.field)
+        if fi is None or fi.attributes.get("doc_values") is None:
+            if self.has_doc_values:  # no document of this segment has the field
+                return np.zeros(leaf.max_doc, dtype=bool)
+            return self.fallback.mask(leaf)
+        dv = leaf.core.doc_values.get(self.field)
+        if dv is None:
+            return np.zeros(leaf.max_doc, dtype=bool)
+        if self.op == "terms":
+            wanted = self.arg
+            if fi.attributes.get("type") in ("date", "date_nanos"):
+                from segstore.mapping.dynamic import _to_epoch_millis  # noqa: PLC0415
+
+                wanted = [_to_epoch_millis(w) for w in wanted]
+            return dv.term_mask(leaf.max_doc, wanted)  # type: ignore[no-any-return]
+        if self.op == "range":
+            bounds = self.arg
+            if fi.attributes.get("type") in ("date", "date_nanos"):
+                from segstore.mapping.dynamic import _to_epoch_millis  # noqa: PLC0415
+
+                bounds = {k: _to_epoch_millis(v) for k, v in bounds.items()}
+            return dv.range_mask(leaf.max_doc, bounds)  # type: ignore[no-any-return]
+        return dv.exists_mask(leaf.max_doc)  # type: ignore[no-any-return]
+
+
+class BoolFilter(Filter):
+    def __init__(self, must: list[Filter], should: list[Filter], must_not: list[Filter], msm: int) -> None:
+        self.must, self.should, self.must_not, self.msm = must, should, must_not, msm
+
+    def mask(self, leaf: "SegmentReader") -> np.ndarray:
+        out = np.ones(leaf.max_doc, dtype=bool)
+        for f in self.must:
+            out &= f.mask(leaf)
+        for f in self.must_not:
+            out &= ~f.mask(leaf)
+        if self.msm > 0 and self.should:
+            hits = np.zeros(leaf.max_doc, dtype=np.int32)
+            for f in self.should:
+                hits += f.mask(leaf)
+            out &= hits >= self.msm
+        return out
+
+
+@dataclass
+class KnnClause:
+    field: str
+    vector: Any
+    k: int | None
+    max_distance: float | None
+    min_score: float | None
+    ef_search: int | None
+    nprobes: int | None
+    filter: Filter | None
+    boost: float
+    name: str | None
+    ignore_unmapped: bool
+    method_parameters: dict[str, Any] | None
+    rescore: Any = None
+    expand_nested_docs: bool | None = None
+
+
+@dataclass
+class ParsedQuery:
+    """``knn`` is set for a kNN query; ``filter`` (None = everything) restricts the documents."""
+
+    knn: KnnClause | None
+    filter: Filter | None
+    score: float = 1.0
+
+
 def _single(spec: Any, qname: str) -> tuple[str, Any]:
-    if not isinstance(spec, Mapping) or len(spec) != 1:
-        raise ParsingError(f"[{qname}] query doesn't support multiple fields, found {list(spec)}"
-                           if isinstance(spec, Mapping) else f"[{qname}] query malformed, no start_object after query name")
-    return next(iter(spec.items()))
+    if not isinstance(spec, Mapping):
+        raise ParsingError(f"[{qname}] query malformed, no start_object after query name")
+    fields = [k for k in spec if k not in ("boost", "_name")]
+    if len(fields) != 1:
+        raise ParsingError(f"[{qname}] query doesn't support multiple fields, found [{fields[0]}] and "
+                           f"[{fields[1]}]" if len(fields) > 1 else f"[{qname}] query malformed, no field")
+    return fields[0], spec[fields[0]]
 
 
 def _eq(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or str(a).lower() == str(b).lower()
+        return str(a).lower() == str(b).lower()
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) == float(b)
     return str(a) == str(b)
 
 
-def _compile(q: Any) -> tuple[Predicate | None, KnnClause | None]:
+def _compile(q: Any, dv: frozenset[str]) -> tuple[Filter | None, KnnClause | None]:
     if not isinstance(q, Mapping) or len(q) != 1:
         raise ParsingError("query malformed, must start with start_object" if not isinstance(q, Mapping)
                            else f"[_na] query malformed, expected a single query but found {list(q)}")
@@ -90,84 +191,82 @@ def _compile(q: Any) -> tuple[Predicate | None, KnnClause | None]:
     if kind == "match_all":
         return None, None
     if kind == "match_none":
-        return (lambda s, i: False), None
+        return MatchNone(), None
     if kind == "knn":
-        return None, _parse_knn(spec)
+        return None, _parse_knn(spec, dv)
     if kind == "ids":
         values = {str(v) for v in (spec or {}).get("values", [])}
-        return (lambda s, i: i in values), None
+        return SourceFilter(lambda s, i: i in values), None
     if kind in ("term", "terms"):
-        field, value = _single({k: v for k, v in spec.items() if k != "boost"}, kind)
+        field, value = _single(spec, kind)
         if kind == "term" and isinstance(value, Mapping):
             value = value.get("value")
         wanted = value if kind == "terms" else [value]
         if not isinstance(wanted, list):
             raise ParsingError(f"[terms] query does not support [{field}]")
-        f = field[:-8] if field.endswith(".keyword") else field
-        return (lambda s, i: any(_eq(v, w) for v in get_path(s, f) for w in wanted)), None
+        return DocValuesFilter(field, "terms", wanted,
+                               lambda s, i: any(_eq(v, w) for v in get_path(s, field) for w in wanted),
+                               field in dv), None
     if kind == "match":
         field, value = _single(spec, kind)
         if isinstance(value, Mapping):
             value = value.get("query")
         tokens = {t.lower() for t in _TOKEN.findall(str(value))}
-        f = field[:-8] if field.endswith(".keyword") else field
+        src = field[: -len(".keyword")] if field.endswith(".keyword") else field
 
         def match(s: dict[str, Any], i: str) -> bool:
-            have = {t.lower() for v in get_path(s, f) for t in _TOKEN.findall(str(v))}
-            return bool(tokens) and bool(tokens & have)
-        return match, None
+            return bool(tokens & {t.lower() for v in get_path(s, src) for t in _TOKEN.findall(str(v))})
+        return SourceFilter(match), None
     if kind == "exists":
-        f = (spec or {}).get("field")
-        return (lambda s, i: bool(get_path(s, f))), None
+        field = (spec or {}).get("field")
+        if not field:
+            raise ParsingError("[exists] must be provided with a [field]")
+        return DocValuesFilter(field, "exists", None, lambda s, i: bool(get_path(s, field)), field in dv), None
     if kind == "range":
         field, bounds = _single(spec, kind)
-        ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+        ops = {k: v for k, v in bounds.items() if k in ("gt", "gte", "lt", "lte") and v is not None}
+        cmp = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
                "lte": lambda a, b: a <= b}
-        checks = [(ops[k], v) for k, v in bounds.items() if k in ops]
 
         def in_range(s: dict[str, Any], i: str) -> bool:
             for v in get_path(s, field):
                 try:
-                    if all(op(v, b) for op, b in checks):
+                    if all(cmp[op](v, b) for op, b in ops.items()):
                         return True
                 except TypeError:
                     continue
             return False
-        return in_range, None
+        return DocValuesFilter(field, "range", ops, in_range, field in dv), None
     if kind == "bool":
-        return _compile_bool(spec)
+        return _compile_bool(spec, dv)
     raise ParsingError(f"unknown query [{kind}]")
 
 
-def _compile_bool(spec: Mapping[str, Any]) -> tuple[Predicate | None, KnnClause | None]:
+def _compile_bool(spec: Mapping[str, Any], dv: frozenset[str]) -> tuple[Filter | None, KnnClause | None]:
     def clauses(key: str) -> list[Any]:
         v = spec.get(key, [])
         return v if isinstance(v, list) else [v]
 
     knn = None
-    must: list[Predicate] = []
+    must: list[Filter] = []
     for c in clauses("must") + clauses("filter"):
-        p, k = _compile(c)
+        f, k = _compile(c, dv)
         if k is not None:
             if knn is not None:
-                raise IllegalArgumentError("only one knn clause per query is supported")
+                raise IllegalArgumentError("segstore supports one knn clause per query")
             knn = k
-        elif p is not None:
-            must.append(p)
-    should = [p for p, _ in map(_compile, clauses("should"))]
-    must_not = [p for p, _ in map(_compile, clauses("must_not"))]
-    msm = int(spec.get("minimum_should_match", 1 if should and not must and knn is None else 0))
-
-    def pred(s: dict[str, Any], i: str) -> bool:
-        if not all(p(s, i) for p in must):
-            return False
-        if any(p is None or p(s, i) for p in must_not):
-            return False
-        return msm <= 0 or sum(1 for p in should if p is None or p(s, i)) >= msm
-    return pred, knn
+        elif f is not None:
+            must.append(f)
+    should = [_compile(c, dv)[0] or MatchAll() for c in clauses("should")]
+    must_not = [_compile(c, dv)[0] or MatchAll() for c in clauses("must_not")]
+    default_msm = 1 if should and not clauses("must") and not clauses("filter") else 0
+    msm = int(spec.get("minimum_should_match", default_msm))
+    if not must and not should and not must_not:
+        return None, knn
+    return BoolFilter(must, should, must_not, msm), knn
 
 
-def _parse_knn(spec: Any) -> KnnClause:
+def _parse_knn(spec: Any, dv: frozenset[str]) -> KnnClause:
     if not isinstance(spec, Mapping) or not spec:
         raise ParsingError("[knn] malformed query, expected a field name")
     if len(spec) > 1:
@@ -177,38 +276,49 @@ def _parse_knn(spec: Any) -> KnnClause:
     if not isinstance(body, Mapping):
         body = {"vector": body}
     vector = body.get("vector")
-    if not vector:
+    if vector is None or (isinstance(vector, list) and not vector):
         raise IllegalArgumentError("[knn] field 'vector' requires to be non-null and non-empty")
     given = [key for key in ("k", "max_distance", "min_score") if body.get(key) is not None]
     if len(given) != 1:
         raise IllegalArgumentError("[knn] requires exactly one of k, distance or score to be set")
-    if given[0] != "k":
-        raise IllegalArgumentError(f"[knn] radial search ({given[0]}) is not supported by this segstore version")
-    k = body["k"]
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= 10000:
+    k = body.get("k")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= 10000):
         raise IllegalArgumentError("[knn] requires k to be in the range (0, 10000]")
+    min_score = body.get("min_score")
+    if min_score is not None and float(min_score) <= 0:
+        raise IllegalArgumentError("[knn] requires minScore to be greater than 0")
+    if (body.get("max_distance") is not None or min_score is not None) and body.get("rescore") is not None:
+        raise IllegalArgumentError("[knn] rescore cannot be used with max_distance or min_score")
     params = body.get("method_parameters")
-    ef = None
     if params is not None:
-        if not params:
+        if not isinstance(params, Mapping) or not params:
             raise IllegalArgumentError("method_parameters cannot be empty")
         for name, value in params.items():
             if name not in ("ef_search", "nprobes"):
                 raise IllegalArgumentError(f"[knn] unknown method parameter found [{name}]")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise IllegalArgumentError(f"{name} should be greater than 0")
-        ef = params.get("ef_search")
     filt = None
     if body.get("filter") is not None:
-        filt, inner = _compile(body["filter"])
+        filt, inner = _compile(body["filter"], dv)
         if inner is not None:
             raise IllegalArgumentError("[knn] filter cannot contain a knn query")
-    return KnnClause(str(field), vector, k, ef, filt, float(body.get("boost", 1.0)), body.get("_name"),
-                     bool(body.get("ignore_unmapped", False)))
+        filt = filt or MatchAll()
+    return KnnClause(
+        str(field), vector, k,
+        None if body.get("max_distance") is None else float(body["max_distance"]),
+        None if min_score is None else float(min_score),
+        (params or {}).get("ef_search"), (params or {}).get("nprobes"), filt, float(body.get("boost", 1.0)),
+        body.get("_name"), bool(body.get("ignore_unmapped", False)), dict(params) if params else None,
+        body.get("rescore"), body.get("expand_nested_docs"),
+    )
 
 
-def parse_query(query: Any) -> ParsedQuery:
+def parse_query(query: Any, doc_value_fields: frozenset[str] | set[str] = frozenset()) -> ParsedQuery:
+    """Compile a query; ``doc_value_fields`` are the mapping's fields that have doc values."""
     if query is None:
         return ParsedQuery(None, None)
-    pred, knn = _compile(query)
-    return ParsedQuery(knn, pred)
+    f, knn = _compile(query, frozenset(doc_value_fields))
+    only_filters = isinstance(query, Mapping) and "bool" in query and not (query["bool"] or {}).get("must") \
+        and not (query["bool"] or {}).get("should")
+    return ParsedQuery(knn, f, 0.0 if only_filters and knn is None else 1.0)

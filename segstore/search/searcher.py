@@ -1,16 +1,15 @@
 """Executes a ``_search`` body against one index's point-in-time reader.
 
-kNN queries go through :func:`~segstore.search.knn_query.knn_search`; filters (a ``knn.filter`` or the
-clauses around a ``knn`` in a ``bool``) become per-segment accept masks. Other queries scan the live
-documents' stored sources. Hits carry ``_source`` with vectors injected, then request filtering.
+kNN queries are validated against the field mapping (vector-semantics.md §2.4, §6) and run through
+:func:`~segstore.search.knn_query.knn_search` or :func:`~segstore.search.knn_query.radial_search`; filters
+(a ``knn.filter`` and the clauses around a ``knn`` in a ``bool``) become per-segment masks computed from
+doc values. Hits carry ``_source`` with vectors injected, then the request's filtering.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from segstore.errors import IllegalArgumentError
@@ -19,13 +18,13 @@ from segstore.index.segment_reader import SegmentReader
 from segstore.index.settings import IndexSettings
 from segstore.mapping.document_parser import _encode, _validate_one
 from segstore.mapping.mappings import Mappings
-from segstore.search.knn_query import knn_search
-from segstore.search.query_dsl import ParsedQuery, Predicate, parse_query
-from segstore.search.source_filter import SourceFilter, parse_source_param
+from segstore.search.knn_query import knn_search, radial_search
+from segstore.search.query_dsl import Filter, KnnClause, ParsedQuery, parse_query
+from segstore.search.source_filter import SourceFilter
 
-__all__ = ["IndexSearcher", "SHARDS"]
+__all__ = ["IndexSearcher"]
 
-SHARDS = {"total": 1, "successful": 1, "skipped": 0, "failed": 0}
+Hit = tuple[float, int, int]  # (score, leaf index, doc)
 
 
 class IndexSearcher:
@@ -37,7 +36,8 @@ class IndexSearcher:
         self.mappings = mappings
         self.settings = settings
 
-    # -- query vector
+    def parse(self, query: Any) -> ParsedQuery:
+        return parse_query(query, set(self.mappings.doc_value_fields))
 
     def query_vector(self, field: str, vector: Any) -> np.ndarray:
         fm = self.mappings.vector_fields[field]
@@ -49,60 +49,81 @@ class IndexSearcher:
                                        f"{fm.dimension}")
         return _encode(fm, _validate_one(fm, values))[0]  # type: ignore[no-any-return]
 
-    # -- filters
-
-    def _accept(self, pred: Predicate) -> Any:
+    @staticmethod
+    def _masker(filters: list[Filter]) -> Any:
         cache: dict[str, np.ndarray] = {}
 
         def accept(leaf: SegmentReader) -> np.ndarray:
             mask = cache.get(leaf.name)
             if mask is None:
-                mask = np.zeros(leaf.max_doc, dtype=bool)
-                for doc in range(leaf.max_doc):
-                    if leaf.is_live(doc):
-                        rec = leaf.stored_document(doc)
-                        src = msgpack.unpackb(rec["_source"], raw=False) if "_source" in rec else {}
-                        mask[doc] = pred(src, rec["_id"])
+                mask = filters[0].mask(leaf)
+                for f in filters[1:]:
+                    mask = mask & f.mask(leaf)
                 cache[leaf.name] = mask
             return mask
         return accept
 
-    # -- execution
+    def _knn(self, knn: KnnClause, outer: Filter | None) -> tuple[int, list[Hit]]:
+        fm = self.mappings.vector_fields.get(knn.field)
+        if fm is None:
+            if knn.field in self.mappings.leaf_types:
+                raise IllegalArgumentError(f"Field '{knn.field}' is not knn_vector type.")
+            if knn.ignore_unmapped:
+                return 0, []
+            raise IllegalArgumentError(f"Field '{knn.field}' is not knn_vector type.")
+        if not fm.knn:
+            raise IllegalArgumentError(f"Field '{knn.field}' is not built for ANN search.")
+        radial = knn.max_distance is not None or knn.min_score is not None
+        qtype = "max_distance" if knn.max_distance is not None else "min_score" if knn.min_score is not None else "k"
+        if knn.method_parameters:
+            allowed = {"hnsw": {"ef_search"}, "ivf": {"nprobes"}}.get(fm.method, set())
+            if fm.engine == "lucene" and radial:
+                allowed = set()
+            bad = [p for p in knn.method_parameters if p not in allowed]
+            if bad:
+                msgs = "".join(f"{i + 1}: Unknown parameter '{p}' found;" for i, p in enumerate(bad))
+                raise IllegalArgumentError(f"Parameters not valid for [{fm.engine.upper()}]:[{fm.method}]:[{qtype}] "
+                                           f"combination: [Validation Failed: {msgs}]")
+        q = self.query_vector(knn.field, knn.vector)
+        filters = [f for f in (knn.filter, outer) if f is not None]
+        accept = self._masker(filters) if filters else None
+        if radial:
+            if fm.engine == "nmslib":
+                raise IllegalArgumentError("Engine [NMSLIB] does not support radial search")
+            if fm.data_type == "binary":
+                raise IllegalArgumentError("Binary data type does not support radial search")
+            if knn.min_score is not None and knn.min_score > 1 and fm.space_type != "innerproduct":
+                raise IllegalArgumentError(f"[knn] requires score to be in the range [0, 1] for space type: "
+                                           f"{fm.space_type}")
+            if knn.max_distance is not None and knn.max_distance < 0 and fm.space_type != "innerproduct":
+                raise IllegalArgumentError(f"[knn] requires distance to be non-negative for space type: "
+                                           f"{fm.space_type}")
+            top = radial_search(self.reader, knn.field, q, max_distance=knn.max_distance, min_score=knn.min_score,
+                                ip_distance_sign=1.0 if fm.engine == "lucene" else -1.0, accept_docs=accept,
+                                max_results=int(self.settings.get("index.max_result_window") or 10000))
+        else:
+            assert knn.k is not None
+            if knn.filter is not None and fm.engine == "nmslib":
+                raise IllegalArgumentError("Engine [NMSLIB] does not support filters")
+            ef = knn.ef_search or fm.ef_search or self.settings.ef_search
+            threshold = self.settings.get("index.knn.advanced.filtered_exact_search_threshold")
+            top = knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), accept,
+                             int(threshold) if threshold is not None else None)
+            if fm.engine == "lucene":  # Lucene returns up to k per shard, faiss up to k per segment
+                top = type(top)(min(top.total_hits, knn.k), top.score_docs[: knn.k])
+        hits = [(sd.score * knn.boost if knn.boost != 1.0 else sd.score, sd.leaf, sd.doc) for sd in top.score_docs]
+        return top.total_hits, hits
 
-    def hits(self, pq: ParsedQuery) -> tuple[int, list[tuple[float, int, int]]]:
+    def hits(self, pq: ParsedQuery) -> tuple[int, list[Hit]]:
         """(total, [(score, leaf, doc)]) for the query, best first (all matches for non-kNN queries)."""
         if pq.knn is not None:
-            knn = pq.knn
-            fm = self.mappings.vector_fields.get(knn.field)
-            if fm is None:
-                if knn.ignore_unmapped and knn.field not in self.mappings.leaf_types:
-                    return 0, []
-                if knn.field in self.mappings.leaf_types:
-                    raise IllegalArgumentError(f"Field '{knn.field}' is not knn_vector type.")
-                raise IllegalArgumentError(f"[knn] failed to find field [{knn.field}]: it is not mapped")
-            if not fm.knn:
-                raise IllegalArgumentError(f"Field '{knn.field}' is not built for ANN search.")
-            q = self.query_vector(knn.field, knn.vector)
-            preds = [p for p in (knn.filter, pq.predicate) if p is not None]
-            accept = None
-            if preds:
-                accept = self._accept(preds[0] if len(preds) == 1 else
-                                      (lambda s, i: all(p(s, i) for p in preds)))
-            ef = knn.ef_search or fm.ef_search or self.settings.ef_search
-            top = knn_search(self.reader, knn.field, q, knn.k, ef, accept)
-            return top.total_hits, [(sd.score * knn.boost if knn.boost != 1.0 else sd.score, sd.leaf, sd.doc)
-                                    for sd in top.score_docs]
-        out = []
+            return self._knn(pq.knn, pq.filter)
+        out: list[Hit] = []
         for li, leaf in enumerate(self.reader.leaves):
-            for doc in range(leaf.max_doc):
-                if not leaf.is_live(doc):
-                    continue
-                if pq.predicate is not None:
-                    rec = leaf.stored_document(doc)
-                    src = msgpack.unpackb(rec["_source"], raw=False) if "_source" in rec else {}
-                    if not pq.predicate(src, rec["_id"]):
-                        continue
-                out.append((1.0, li, doc))
+            mask = pq.filter.mask(leaf) if pq.filter is not None else np.ones(leaf.max_doc, dtype=bool)
+            if leaf.live is not None:
+                mask = mask & leaf.live
+            out.extend((pq.score, li, int(d)) for d in np.flatnonzero(mask))
         return len(out), out
 
     def hit_json(self, score: float | None, leaf_i: int, doc: int, sf: SourceFilter) -> dict[str, Any]:
@@ -114,23 +135,3 @@ class IndexSearcher:
             if source is not None:
                 hit["_source"] = sf.apply(source)
         return hit
-
-    def search(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        size = int(params.get("size", body.get("size", 10)))
-        start = int(params.get("from", body.get("from", 0)))
-        if size < 0:
-            raise IllegalArgumentError(f"[size] parameter cannot be negative, found [{size}]")
-        if start < 0:
-            raise IllegalArgumentError(f"[from] parameter cannot be negative, found [{start}]")
-        sf = parse_source_param(body.get("_source", params.get("_source")),
-                                params.get("_source_includes"), params.get("_source_excludes"))
-        total, found = self.hits(parse_query(body.get("query")))
-        page = found[start:start + size]
-        hits = [self.hit_json(s, li, d, sf) for s, li, d in page]
-        max_score = max((h["_score"] for h in hits), default=None) if found else None
-        return {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False, "_shards": dict(SHARDS),
-                "hits": {"total": {"value": total, "relation": "eq"}, "max_score": max_score, "hits": hits}}
-
-    def count(self, body: dict[str, Any]) -> int:
-        return self.hits(parse_query(body.get("query")))[0]
