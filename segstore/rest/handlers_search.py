@@ -59,6 +59,10 @@ def search(node: Node, req: RestRequest) -> RestResponse:
             found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
         page = found[start:start + size]
         hits_json = [searchers[si].hit_json(score, leaf, doc, sf) for score, si, leaf, doc in page]
+        name = _query_name(body.get("query"))
+        if name:
+            for h in hits_json:
+                h["matched_queries"] = [name]
         if req.bool_param("seq_no_primary_term") or body.get("seq_no_primary_term"):
             for h, (_, si, leaf, doc) in zip(hits_json, page):
                 rec = searchers[si].reader.leaves[leaf].stored_document(doc)
@@ -74,6 +78,15 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
                               "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0},
                               "hits": {"total": hits_total, "max_score": max_score, "hits": hits_json}})
+
+
+def _query_name(query: Any) -> str | None:
+    """The ``_name`` of a top-level knn query (reported per hit in ``matched_queries``)."""
+    if isinstance(query, dict) and isinstance(query.get("knn"), dict) and len(query["knn"]) == 1:
+        body = next(iter(query["knn"].values()))
+        if isinstance(body, dict) and body.get("_name"):
+            return str(body["_name"])
+    return None
 
 
 def count(node: Node, req: RestRequest) -> RestResponse:

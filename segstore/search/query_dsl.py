@@ -157,12 +157,24 @@ class KnnClause:
 
 
 @dataclass
+class ScriptScoreClause:
+    """``script_score`` with the k-NN plugin's ``knn_score`` script: exact scoring of the inner query's hits."""
+
+    field: str
+    query_value: Any
+    space_type: str
+    inner: Filter | None
+
+
+@dataclass
 class ParsedQuery:
-    """``knn`` is set for a kNN query; ``filter`` (None = everything) restricts the documents."""
+    """``knn`` is set for a kNN query; ``filter`` (None = everything) restricts the documents;
+    ``script`` is set for a ``script_score`` query."""
 
     knn: KnnClause | None
     filter: Filter | None
     score: float = 1.0
+    script: ScriptScoreClause | None = None
 
 
 def _single(spec: Any, qname: str) -> tuple[str, Any]:
@@ -318,7 +330,27 @@ def parse_query(query: Any, doc_value_fields: frozenset[str] | set[str] = frozen
     """Compile a query; ``doc_value_fields`` are the mapping's fields that have doc values."""
     if query is None:
         return ParsedQuery(None, None)
+    if isinstance(query, Mapping) and len(query) == 1 and "script_score" in query:
+        return _parse_script_score(query["script_score"], frozenset(doc_value_fields))
     f, knn = _compile(query, frozenset(doc_value_fields))
     only_filters = isinstance(query, Mapping) and "bool" in query and not (query["bool"] or {}).get("must") \
         and not (query["bool"] or {}).get("should")
     return ParsedQuery(knn, f, 0.0 if only_filters and knn is None else 1.0)
+
+
+def _parse_script_score(spec: Any, dv: frozenset[str]) -> ParsedQuery:
+    if not isinstance(spec, Mapping) or "script" not in spec:
+        raise ParsingError("[script_score] requires a [script]")
+    script = spec["script"] or {}
+    if script.get("source") != "knn_score" or script.get("lang") != "knn":
+        raise IllegalArgumentError("segstore supports only the k-NN scoring script: "
+                                   '{"source": "knn_score", "lang": "knn"}')
+    params = script.get("params") or {}
+    for key in ("field", "query_value", "space_type"):
+        if key not in params:
+            raise IllegalArgumentError(f"Missing parameter [{key}]")
+    inner, knn = _compile(spec.get("query", {"match_all": {}}), dv)
+    if knn is not None:
+        raise IllegalArgumentError("[script_score] query cannot wrap a knn query in segstore")
+    return ParsedQuery(None, inner, 1.0,
+                       ScriptScoreClause(str(params["field"]), params["query_value"], str(params["space_type"]), inner))

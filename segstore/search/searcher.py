@@ -18,7 +18,9 @@ from segstore.index.segment_reader import SegmentReader
 from segstore.index.settings import IndexSettings
 from segstore.mapping.document_parser import _encode, _validate_one
 from segstore.mapping.mappings import Mappings
+from segstore.floats import shortest_float32
 from segstore.search.knn_query import knn_search, radial_search
+from segstore.search.similarity import scores as exact_scores
 from segstore.search.query_dsl import Filter, KnnClause, ParsedQuery, parse_query
 from segstore.search.source_filter import SourceFilter
 
@@ -73,6 +75,9 @@ class IndexSearcher:
             raise IllegalArgumentError(f"Field '{knn.field}' is not knn_vector type.")
         if not fm.knn:
             raise IllegalArgumentError(f"Field '{knn.field}' is not built for ANN search.")
+        if knn.expand_nested_docs is not None and self.mappings.nested_scope(knn.field) is None:
+            raise IllegalArgumentError("Invalid value provided for the [expand_nested_docs] field. "
+                                       "[expand_nested_docs] is only supported with a nested field.")
         radial = knn.max_distance is not None or knn.min_score is not None
         qtype = "max_distance" if knn.max_distance is not None else "min_score" if knn.min_score is not None else "k"
         if knn.method_parameters:
@@ -114,8 +119,37 @@ class IndexSearcher:
         hits = [(sd.score * knn.boost if knn.boost != 1.0 else sd.score, sd.leaf, sd.doc) for sd in top.score_docs]
         return top.total_hits, hits
 
+    def _script_score(self, sc: Any) -> tuple[int, list[Hit]]:
+        """Exact ``knn_score`` over the inner query's live hits (the way to search a flat field).
+
+        Script scores follow the k-NN plugin's script rules (vector-semantics.md §2.1): ``hammingbit`` is
+        1/(1+h) over packed bits; the other spaces score as the query does."""
+        fm = self.mappings.vector_fields.get(sc.field)
+        if fm is None:
+            raise IllegalArgumentError(f"Field '{sc.field}' is not knn_vector type.")
+        space = {"hammingbit": "hamming"}.get(sc.space_type, sc.space_type)
+        if space not in ("l2", "cosinesimil", "innerproduct", "l1", "linf", "hamming"):
+            raise IllegalArgumentError(f"Invalid space type. Please refer to the available space types.")
+        q = self.query_vector(sc.field, sc.query_value)
+        parts: list[Hit] = []
+        for li, leaf in enumerate(self.reader.leaves):
+            values = leaf.vector_values(sc.field)
+            if values is None or values.size == 0:
+                continue
+            mask = sc.inner.mask(leaf) if sc.inner is not None else np.ones(leaf.max_doc, dtype=bool)
+            if leaf.live is not None:
+                mask = mask & leaf.live
+            ords = np.flatnonzero(mask[values.ord_to_doc])
+            s = exact_scores(space, values.vectors[ords], q)
+            shown = shortest_float32(s)
+            parts.extend((float(x), li, int(d)) for x, d in zip(shown, values.ord_to_doc[ords]))
+        parts.sort(key=lambda h: (-h[0], int(self.reader.doc_bases[h[1]]) + h[2]))
+        return len(parts), parts
+
     def hits(self, pq: ParsedQuery) -> tuple[int, list[Hit]]:
         """(total, [(score, leaf, doc)]) for the query, best first (all matches for non-kNN queries)."""
+        if pq.script is not None:
+            return self._script_score(pq.script)
         if pq.knn is not None:
             return self._knn(pq.knn, pq.filter)
         out: list[Hit] = []
