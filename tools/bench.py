@@ -4,10 +4,11 @@ Measured side by side on ``minilm-384`` (see ``../shared/data/README.md``):
 
 1. segstore ingest: ``IndexWriter.bulk`` in bulks of ``--bulk-size`` (one translog fsync per bulk under
    ``request`` durability), then one ``refresh()`` (one segment; the HNSW graph is built there) and one
-   ``commit()``. Rate = N / (bulks + refresh + commit). The documents' vectors are turned into Python lists
-   before the clock starts: a server receives JSON-decoded lists, building them is the client's cost.
+   ``commit()``. Rate = N / (bulks + refresh + commit). Each bulk's vectors are turned into Python lists
+   off the clock: a server receives JSON-decoded lists, building them is not the engine's cost.
 2. raw hnswlib build: ``init_index`` + ``add_items`` (all cores) with the same M / ef_construction / seed.
-3. single-query QPS at k=10, ef=100: one query per call, a warm-up pass, then the best of 3 timed passes.
+3. single-query QPS at k=10, ef=100: one query per call, a warm-up pass, then the best of 3 timed passes
+   (segstore and hnswlib passes interleaved, so machine noise hits both alike).
 4. recall@10 of both against exact L2 ground truth (the shipped top-100 for the full 60k docs, a numpy
    brute force for a slice).
 5. ratios segstore / hnswlib with targets (QPS >= 0.8, ingest >= 0.7): exit code 1 if one is missed.
@@ -18,7 +19,6 @@ Measured side by side on ``minilm-384`` (see ``../shared/data/README.md``):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -109,12 +109,13 @@ def exact_top_k(docs: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256)
     norms = (d64 * d64).sum(axis=1)
     k = min(k, docs.shape[0])
     out = np.empty((queries.shape[0], k), dtype=np.int64)
-    rows = np.arange(docs.shape[0])
     for s in range(0, queries.shape[0], chunk):
         q = queries[s:s + chunk].astype(np.float64)
         dist = norms[None, :] - 2.0 * (q @ d64.T)
+        kth = np.partition(dist, k - 1, axis=1)[:, k - 1]
         for j in range(q.shape[0]):
-            out[s + j] = np.lexsort((rows, dist[j]))[:k]
+            cand = np.flatnonzero(dist[j] <= kth[j])  # every row tied with the k-th stays a candidate
+            out[s + j] = cand[np.lexsort((cand, dist[j][cand]))][:k]
     return out
 
 
@@ -127,126 +128,139 @@ def recall_at_k(found: Sequence[Sequence[int]], gt: np.ndarray) -> float:
 
 # -------------------------------------------------------------------------------------------- measuring
 
-def _best_pass(run_pass: Callable[[], None], passes: int) -> tuple[float, list[float]]:
-    """Warm up once, then time ``passes`` passes; return (best seconds, all seconds)."""
-    run_pass()
-    times = []
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        run_pass()
-        times.append(time.perf_counter() - t0)
-    return min(times), times
-
-
 def _disk_bytes(path: str) -> int:
     """Bytes allocated on disk under ``path`` (st_blocks, so sparse LMDB maps count what they use)."""
     total = 0
     for root, _dirs, files in os.walk(path):
         for f in files:
             try:
-                st = os.lstat(os.path.join(root, f))
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
             except FileNotFoundError:
                 continue
-            total += st.st_blocks * 512
     return total
 
 
-def bench_hnswlib(docs: np.ndarray, queries: np.ndarray, passes: int) -> tuple[dict[str, Any], list[list[int]]]:
-    """Raw hnswlib: build rate (all cores) and single-query QPS (one thread)."""
+def build_hnswlib(docs: np.ndarray) -> tuple[Any, dict[str, float]]:
+    """Raw hnswlib build with every core (``add_items``' default); returns (index, stats)."""
     import hnswlib
 
     n = docs.shape[0]
-    ids = np.arange(n, dtype=np.int64)
     t0 = time.perf_counter()
     index = hnswlib.Index(space="l2", dim=docs.shape[1])
     index.init_index(max_elements=n, M=M, ef_construction=EF_CONSTRUCTION, random_seed=SEED)
-    index.add_items(docs, ids)
-    build_s = time.perf_counter() - t0
+    index.add_items(docs, np.arange(n, dtype=np.int64))
+    seconds = time.perf_counter() - t0
     index.set_ef(EF_SEARCH)
-    k = min(K, n)
-    rows = [queries[i] for i in range(queries.shape[0])]
-    found: list[list[int]] = []
-
-    def run_pass() -> None:
-        for q in rows:
-            index.knn_query(q, k=k, num_threads=1)
-
-    for q in rows:  # the results used for recall (not timed)
-        found.append(index.knn_query(q, k=k, num_threads=1)[0][0].tolist())
-    best, times = _best_pass(run_pass, passes)
-    return {"build": {"seconds": build_s, "docs_per_s": n / build_s},
-            "query": {"qps": len(rows) / best, "best_pass_s": best, "passes_s": times}}, found
+    return index, {"seconds": seconds, "docs_per_s": n / seconds}
 
 
-def bench_segstore(docs: np.ndarray, texts: list[str], queries: np.ndarray, data_dir: str, *,
-                   bulk_size: int, durability: str, passes: int) -> tuple[dict[str, Any], list[list[int]]]:
-    """segstore: bulk ingest + refresh + commit, then single-query QPS on the one-segment reader."""
-    import segstore
+def ingest_segstore(writer: Any, docs: np.ndarray, texts: list[str], bulk_size: int) -> dict[str, Any]:
+    """Bulks, one refresh, one commit. Only the engine calls are timed: each bulk's sources (vectors as
+    Python lists, as a JSON decoder hands them to a server) are built just before the clock restarts, so
+    the heap holds one request at a time, as a server's would."""
     from segstore import IndexOp
 
     n = docs.shape[0]
-    # What a server gets after JSON decoding: plain lists of floats. Not the engine's cost, so untimed.
-    sources = [{FIELD: row, "text": text} for row, text in zip(docs.tolist(), texts)]
-    ids = [str(i) for i in range(n)]
-    gc.collect()
-    gc.freeze()  # the harness's pre-built lists are not the engine's heap: keep them out of GC scans
+    bulk_s = 0.0
+    rejected = 0
+    for s in range(0, n, bulk_size):
+        e = min(n, s + bulk_size)
+        ops = [IndexOp(str(i), {FIELD: row, "text": texts[i]}) for i, row in zip(range(s, e), docs[s:e].tolist())]
+        t0 = time.perf_counter()
+        results = writer.bulk(ops)
+        bulk_s += time.perf_counter() - t0
+        del ops
+        rejected += sum(1 for r in results if isinstance(r, Exception))
+    if rejected:
+        raise RuntimeError(f"segstore rejected {rejected} benchmark documents")
+    t0 = time.perf_counter()
+    writer.refresh()
+    t1 = time.perf_counter()
+    writer.commit()
+    t2 = time.perf_counter()
+    total = bulk_s + (t2 - t0)
+    return {"seconds": total, "docs_per_s": n / total, "bulk_s": bulk_s, "refresh_s": t1 - t0,
+            "commit_s": t2 - t1, "bulks": -(-n // bulk_size)}
+
+
+def time_queries(runners: dict[str, Callable[[], None]], passes: int) -> dict[str, dict[str, Any]]:
+    """One warm-up pass each, then ``passes`` rounds in which every runner makes one timed pass (interleaved,
+    so machine noise hits all of them alike); reports each runner's best pass."""
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(passes):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"best_pass_s": min(t), "passes_s": t} for name, t in times.items()}
+
+
+def _segstore_ids(reader: Any, tops: list[Any]) -> list[list[int]]:
+    """Row ids of the hits, from each hit's stored ``_id`` (read once per (leaf, doc))."""
+    cache: dict[tuple[int, int], int] = {}
+    found = []
+    for top in tops:
+        row = []
+        for sd in top.score_docs:
+            key = (sd.leaf, sd.doc)
+            if key not in cache:
+                cache[key] = int(reader.leaves[sd.leaf].stored_document(sd.doc)["_id"])
+            row.append(cache[key])
+        found.append(row)
+    return found
+
+
+def measure(docs: np.ndarray, texts: list[str], queries: np.ndarray, data_dir: str, *, bulk_size: int,
+            durability: str, passes: int) -> tuple[dict[str, Any], dict[str, Any], list[list[int]], list[list[int]]]:
+    """(segstore stats, hnswlib stats, segstore hits, hnswlib hits) as row ids per query."""
+    import segstore
+
+    index, build = build_hnswlib(docs)
     writer = segstore.create_index(
         data_dir, "bench", settings={"index.knn": True, "index.translog.durability": durability},
         mappings=MAPPINGS)
     try:
-        t0 = time.perf_counter()
-        rejected = 0
-        for s in range(0, n, bulk_size):
-            results = writer.bulk([IndexOp(ids[i], sources[i]) for i in range(s, min(n, s + bulk_size))])
-            rejected += sum(1 for r in results if isinstance(r, Exception))
-        t1 = time.perf_counter()
-        writer.refresh()
-        t2 = time.perf_counter()
-        writer.commit()
-        t3 = time.perf_counter()
-        if rejected:
-            raise RuntimeError(f"segstore rejected {rejected} benchmark documents")
+        ingest = ingest_segstore(writer, docs, texts, bulk_size)
         segments = len(writer.segments())
-        reader = writer.acquire_reader()
-    except BaseException:
-        writer.close(commit=False)
-        raise
-    finally:
-        gc.unfreeze()
-    del sources
-    try:
-        k = min(K, n)
+        k = min(K, docs.shape[0])
         rows = [queries[i] for i in range(queries.shape[0])]
-        tops = [segstore.knn_search(reader, FIELD, q, k, ef_search=EF_SEARCH) for q in rows]  # loads graph
+        with writer.acquire_reader() as reader:
+            knn = segstore.knn_search
 
-        def run_pass() -> None:
-            for q in rows:
-                segstore.knn_search(reader, FIELD, q, k, ef_search=EF_SEARCH)
+            def run_segstore() -> None:
+                for q in rows:
+                    knn(reader, FIELD, q, k, ef_search=EF_SEARCH)
 
-        best, times = _best_pass(run_pass, passes)
-        id_cache: dict[tuple[int, int], int] = {}
-        found: list[list[int]] = []
-        for top in tops:
-            row = []
-            for sd in top.score_docs:
-                key = (sd.leaf, sd.doc)
-                if key not in id_cache:
-                    id_cache[key] = int(reader.leaves[sd.leaf].stored_document(sd.doc)["_id"])
-                row.append(id_cache[key])
-            found.append(row)
+            def run_hnswlib() -> None:
+                for q in rows:
+                    index.knn_query(q, k=k, num_threads=1)
+
+            timed = time_queries({"hnswlib": run_hnswlib, "segstore": run_segstore}, passes)
+            seg_found = _segstore_ids(reader, [knn(reader, FIELD, q, k, ef_search=EF_SEARCH) for q in rows])
+        hn_found = [index.knn_query(q, k=k, num_threads=1)[0][0].tolist() for q in rows]
     finally:
-        reader.close()
         writer.close()
-    index_root = os.path.join(data_dir, "indices")
-    seg_bytes = sum(_disk_bytes(os.path.join(index_root, u, "index")) for u in os.listdir(index_root))
-    ingest_s = t3 - t0
-    return {"ingest": {"seconds": ingest_s, "docs_per_s": n / ingest_s, "bulk_s": t1 - t0,
-                       "refresh_s": t2 - t1, "commit_s": t3 - t2, "bulks": -(-n // bulk_size)},
-            "query": {"qps": len(rows) / best, "best_pass_s": best, "passes_s": times},
-            "segments": segments, "index_bytes": seg_bytes, "data_dir_bytes": _disk_bytes(data_dir)}, found
+    for t in timed.values():
+        t["qps"] = len(rows) / t["best_pass_s"]
+    root = os.path.join(data_dir, "indices")
+    seg = {"ingest": ingest, "query": timed["segstore"], "segments": segments,
+           "index_bytes": sum(_disk_bytes(os.path.join(root, u, "index")) for u in os.listdir(root)),
+           "data_dir_bytes": _disk_bytes(data_dir)}
+    return seg, {"build": build, "query": timed["hnswlib"]}, seg_found, hn_found
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def machine_info() -> dict[str, Any]:
+    """CPU count, versions, and the 1/5/15-minute load average (a busy machine skews every rate)."""
+
     def version(pkg: str) -> str | None:
         try:
             return metadata.version(pkg)
@@ -254,7 +268,8 @@ def machine_info() -> dict[str, Any]:
             return None
 
     return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "numpy": np.__version__, "hnswlib": version("hnswlib"), "segstore": version("segstore")}
+            "numpy": np.__version__, "hnswlib": version("hnswlib"), "segstore": version("segstore"),
+            "load_avg_start": _load()}
 
 
 def run_bench(data_dir: str | None = None, *, docs: int | None = None, queries: int | None = None,
@@ -277,11 +292,9 @@ def run_bench(data_dir: str | None = None, *, docs: int | None = None, queries: 
         os.makedirs(workdir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="segstore-bench-", dir=workdir)
     try:
-        log.info("bench: hnswlib build + queries")
-        hnsw, hnsw_found = bench_hnswlib(doc_vecs, query_vecs, passes)
-        log.info("bench: segstore ingest + queries in %s", tmp)
-        seg, seg_found = bench_segstore(doc_vecs, texts, query_vecs, os.path.join(tmp, "data"),
-                                        bulk_size=bulk_size, durability=durability, passes=passes)
+        machine = machine_info()
+        seg, hnsw, seg_found, hnsw_found = measure(doc_vecs, texts, query_vecs, os.path.join(tmp, "data"),
+                                                   bulk_size=bulk_size, durability=durability, passes=passes)
     finally:
         if workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -292,7 +305,7 @@ def run_bench(data_dir: str | None = None, *, docs: int | None = None, queries: 
     targets = {name: {"ratio": ratios[name], "target": t, "pass": ratios[name] >= t} for name, t in TARGETS.items()}
     return {
         "benchmark": "segstore-vs-hnswlib", "dataset": DATASET,
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": {**machine, "load_avg_end": _load()},
         "params": {"docs": n, "queries": nq, "dims": int(doc_vecs.shape[1]), "k": K, "ef_search": EF_SEARCH,
                    "m": M, "ef_construction": EF_CONSTRUCTION, "bulk_size": bulk_size, "durability": durability,
                    "passes": passes, "workdir": tmp if workdir is not None else None},
@@ -334,8 +347,13 @@ def format_table(r: dict[str, Any]) -> str:
               f"hnswlib build:   {hn['build']['seconds']:.2f} s",
               f"segstore index:  {seg['segments']} segment(s), {seg['index_bytes'] / 2**20:.1f} MiB segment files, "
               f"{seg['data_dir_bytes'] / 2**20:.1f} MiB data dir",
-              f"machine: {m['cpu_count']} cpus, python {m['python']}, numpy {m['numpy']}, hnswlib {m['hnswlib']}",
+              f"machine: {m['cpu_count']} cpus, python {m['python']}, numpy {m['numpy']}, hnswlib {m['hnswlib']}, "
+              f"load avg {m['load_avg_start']} -> {m['load_avg_end']}",
               f"result: {'PASS' if r['passed'] else 'FAIL'}"]
+    busy = m.get("load_avg_start")
+    if busy and m.get("cpu_count") and busy[0] > 0.5 * m["cpu_count"]:
+        lines.append(f"WARNING: the machine was busy before the run (1-min load {busy[0]} on {m['cpu_count']} "
+                     "cpus): rates are unreliable, rerun on an idle machine")
     return "\n".join(lines)
 
 

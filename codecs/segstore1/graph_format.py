@@ -1,33 +1,50 @@
-"""``SegStore1HnswGraph``: one hnswlib HNSW graph per float vector field, ``<segment>_f<number>.hnsw``.
+"""``SegStore1HnswGraph``: one HNSW graph per vector field, ``<segment>_f<number>.hnsw``.
+
+Float fields get an hnswlib graph; byte and binary fields a faiss graph (:mod:`.faiss_graph`:
+``HNSWm,SQ8_direct_signed`` for byte l2/innerproduct, ``HNSWm,Flat`` over unit vectors for byte cosine,
+``IndexBinaryHNSW`` for binary hamming).
 
 Grammar (framing per :mod:`segstore.codec.framing`)::
 
     File    := Header("SegStore1HnswGraph", Version, SegmentId, Suffix="f<number>"), Meta, Blob, Footer
-    Meta    := msgpack map { "space": "l2"|"ip"|"cosine", "dimension": int, "m": int, "ef_construction": int,
+    Meta    := msgpack map { "library": "hnswlib"|"faiss"|"faiss_binary"   (absent in version 1: hnswlib),
+                             "space": str, "dimension": int, "m": int, "ef_construction": int,
                              "count": int, "random_seed": int, "blob_length": int }
-    Blob    := byte[blob_length], exactly what ``hnswlib.Index.save_index`` writes (hnswlib 0.8 layout);
-               labels are the field's vector ordinals 0..count-1.
+    Blob    := byte[blob_length]:
+               library "hnswlib":      exactly what ``hnswlib.Index.save_index`` writes (hnswlib 0.8 layout),
+                                       space "l2" | "ip" | "cosine";
+               library "faiss":        ``faiss.serialize_index`` of an IndexHNSWSQ (space "l2" | "ip") or an
+                                       inner-product IndexHNSWFlat over L2-normalised rows (space "cosine");
+               library "faiss_binary": ``faiss.serialize_index_binary`` of an IndexBinaryHNSW (space "hamming").
+               Labels are the field's vector ordinals 0..count-1. ``random_seed`` is hnswlib's seed (100) or
+               faiss's fixed HNSW level seed (12345).
 
-A field with no vector has no graph file. The graph format holds no vectors of its own that the reader
-trusts: the field's vector count comes from the segment's ``.vem`` (see ``vector_values_format``), and a
-graph can always be rebuilt from the canonical vectors with :func:`build_hnsw`.
+Versions: 1 (``VERSION_START``) = float-only hnswlib graphs, meta without "library";
+2 (``VERSION_FAISS``) = the "library" key and faiss graphs for byte/binary fields. Both are read.
 
-hnswlib parses its blob without bounds checks and can crash the process on damaged input, so the file's
-full CRC is verified and the meta and the blob's fixed header are validated before a single byte reaches
-hnswlib. Graphs are loaded lazily, once, on the first ``get()``.
+Which fields have a graph is recorded by the segment itself: a field has one iff its graph file is listed in
+the segment info's file list (the writer skips flat fields and segments below the approximate threshold),
+and a listed graph must exist. The graph format holds no vectors the reader trusts: the field's vector count
+comes from the segment's ``.vem`` (see ``vector_values_format``), and a graph can always be rebuilt from the
+canonical vectors with :func:`build_graph`.
 
-Raw distances returned by :meth:`KnnGraph.search`, per field space type:
+Native libraries parse their blobs with few or no bounds checks, so the file's full CRC is verified and the
+meta and the blob's structure are validated before a single byte reaches hnswlib or faiss. Graphs are
+loaded lazily, once, on the first ``get()``.
 
-* ``l2`` (hnswlib ``l2``): squared Euclidean distance ``sum((q - v) ** 2)``;
-* ``innerproduct`` (hnswlib ``ip``): ``1 - dot(q, v)`` (can be negative);
-* ``cosinesimil`` (hnswlib ``cosine``): ``1 - cos(q, v)``, in [0, 2]; hnswlib normalises the stored vectors
-  and the queries itself.
+Raw distances returned by :meth:`KnnGraph.search` (smaller is nearer, whatever the library), per field space:
+
+* ``l2``: squared Euclidean distance ``sum((q - v) ** 2)``;
+* ``innerproduct``: ``1 - dot(q, v)`` (can be negative);
+* ``cosinesimil``: ``1 - cos(q, v)``, in [0, 2]; stored vectors and queries are normalised by the graph;
+* ``hamming`` (binary): ``popcount(q XOR v)`` over the packed bytes.
+
+``accept`` may be a callable on ordinals or a bool mask over ordinals (cheaper: no Python call per ordinal).
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -35,6 +52,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import hnswlib
+
+from segstore_codecs.segstore1.hnswlib_blob import validate_hnswlib_blob
 import msgpack
 import numpy as np
 
@@ -45,27 +64,30 @@ from segstore.index.field_infos import FieldInfo
 from segstore.index.file_names import segment_file_name
 from segstore.index.write_state import SegmentReadState, SegmentWriteState
 from segstore.store.directory import IndexOutput
+from segstore_codecs.segstore1 import faiss_graph
+from segstore_codecs.segstore1.faiss_graph import FaissGraph, FaissLayout, resolve_accept
 from segstore_codecs.segstore1.vector_values_format import read_vector_meta
 
-__all__ = ["SegStore1HnswGraphFormat", "HnswGraph", "build_hnsw", "graph_file_name", "HNSW_SPACES"]
+__all__ = ["SegStore1HnswGraphFormat", "HnswGraph", "FaissGraph", "build_hnsw", "build_graph", "graph_file_name",
+           "graph_library", "HNSW_SPACES", "LIBRARIES"]
 
 CODEC_NAME = "SegStore1HnswGraph"
 EXTENSION = "hnsw"
 VERSION_START = 1  # never 0, so a "version - 1" header is still a representable (too old) u32
-VERSION_CURRENT = 1
+VERSION_FAISS = 2  # meta gains "library"; byte/binary fields get faiss graphs
+VERSION_CURRENT = VERSION_FAISS
+LIBRARY_HNSWLIB = "hnswlib"
+LIBRARIES = (LIBRARY_HNSWLIB, faiss_graph.LIBRARY_FAISS, faiss_graph.LIBRARY_FAISS_BINARY)
 RANDOM_SEED = 100
 DEFAULT_M = 16
 DEFAULT_EF_CONSTRUCTION = 100
 HNSW_SPACES = {"l2": "l2", "innerproduct": "ip", "cosinesimil": "cosine"}  # field space -> hnswlib space
 _M_RANGE = (2, 2048)  # hnswlib needs M >= 2; the upper bound only rejects absurd (corrupt) values
 _EF_RANGE = (2, 1 << 20)
-_META_KEYS = frozenset(("space", "dimension", "m", "ef_construction", "count", "random_seed", "blob_length"))
+_META_KEYS_V1 = frozenset(("space", "dimension", "m", "ef_construction", "count", "random_seed", "blob_length"))
+_META_KEYS = _META_KEYS_V1 | {"library"}
 _META_MAX = 4096  # the meta map is ~100 bytes; only this prefix is copied to parse it
 _COPY_CHUNK = 8 << 20
-# Fixed part of hnswlib 0.8's saveIndex: offsetLevel0, max_elements, cur_element_count,
-# size_data_per_element, label_offset, offsetData (size_t), maxlevel (int), enterpoint_node (uint32),
-# maxM, maxM0, M (size_t), mult (double), ef_construction (size_t).
-_BLOB_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
 
 
 def graph_file_name(segment: str, field: FieldInfo) -> str:
@@ -74,13 +96,30 @@ def graph_file_name(segment: str, field: FieldInfo) -> str:
 
 def _hnsw_space(field: FieldInfo) -> str:
     if field.vector_data_type != "float":
-        raise ValueError(f"SegStore1HnswGraph supports float vectors only; field [{field.name}] has data_type "
-                         f"[{field.vector_data_type}] (use a format that supports byte/binary vectors)")
+        raise ValueError(f"hnswlib graphs support float vectors only; field [{field.name}] has data_type "
+                         f"[{field.vector_data_type}] (use build_graph, which builds faiss graphs for them)")
     try:
         return HNSW_SPACES[field.vector_space_type]
     except KeyError:
         raise ValueError(f"SegStore1HnswGraph does not support space type [{field.vector_space_type}] of "
                          f"field [{field.name}]; supported: {sorted(HNSW_SPACES)}") from None
+
+
+def graph_library(field: FieldInfo) -> tuple[str, str, FaissLayout | None]:
+    """``(library, space as written to the meta, faiss layout or None)`` of ``field``'s graph; ValueError
+    when no graph of this format can serve the field's data type and space type."""
+    if field.vector_data_type == "float":
+        return LIBRARY_HNSWLIB, _hnsw_space(field), None
+    if field.vector_data_type in ("byte", "binary"):
+        layout = faiss_graph.faiss_layout(field)
+        return layout.library, layout.space, layout
+    raise ValueError(f"SegStore1HnswGraph does not support data_type [{field.vector_data_type}] of field "
+                     f"[{field.name}]")
+
+
+def _hnsw_params(field: FieldInfo) -> tuple[int, int]:
+    return (_int_attribute(field, "hnsw.m", DEFAULT_M, _M_RANGE),
+            _int_attribute(field, "hnsw.ef_construction", DEFAULT_EF_CONSTRUCTION, _EF_RANGE))
 
 
 def _int_attribute(field: FieldInfo, key: str, default: int, bounds: tuple[int, int]) -> int:
@@ -98,8 +137,7 @@ def build_hnsw(field: FieldInfo, vectors: np.ndarray) -> hnswlib.Index:
     """Build the HNSW graph of ``field`` over ``vectors`` (float32 [n, dimension], n >= 1); labels are
     ordinals 0..n-1. Used by the writer and by repair tools that rebuild graphs from vector values."""
     space = _hnsw_space(field)
-    m = _int_attribute(field, "hnsw.m", DEFAULT_M, _M_RANGE)
-    ef_construction = _int_attribute(field, "hnsw.ef_construction", DEFAULT_EF_CONSTRUCTION, _EF_RANGE)
+    m, ef_construction = _hnsw_params(field)
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     if data.ndim != 2 or data.shape[1] != field.vector_dimension or data.shape[0] < 1:
         raise ValueError(f"field [{field.name}]: need float32 vectors of shape (n >= 1, {field.vector_dimension}), "
@@ -109,6 +147,16 @@ def build_hnsw(field: FieldInfo, vectors: np.ndarray) -> hnswlib.Index:
     index.init_index(max_elements=n, M=m, ef_construction=ef_construction, random_seed=RANDOM_SEED)
     index.add_items(data, np.arange(n, dtype=np.int64), num_threads=os.cpu_count() or 1)
     return index
+
+
+def build_graph(field: FieldInfo, vectors: np.ndarray) -> hnswlib.Index | Any:
+    """Build ``field``'s graph over its canonical vectors (float32 / int8 / packed uint8, n >= 1): an
+    ``hnswlib.Index`` for float fields, a faiss index for byte/binary fields. For writers and repair tools."""
+    library, _space, _layout = graph_library(field)
+    if library == LIBRARY_HNSWLIB:
+        return build_hnsw(field, vectors)
+    m, ef_construction = _hnsw_params(field)
+    return faiss_graph.build_faiss(field, vectors, m, ef_construction)
 
 
 @contextmanager
@@ -143,12 +191,30 @@ def _write_graph(out: IndexOutput, segment_id: bytes, field: FieldInfo, index: h
         if blob_length != expected:
             raise StorageIOError(f"hnswlib saved {blob_length} bytes of graph [{out.name}], expected {expected} "
                                  f"(temp file system full?)")
-        meta = {"space": index.space, "dimension": index.dim, "m": index.M, "ef_construction": index.ef_construction,
-                "count": count, "random_seed": RANDOM_SEED, "blob_length": blob_length}
+        meta = {"library": LIBRARY_HNSWLIB, "space": index.space, "dimension": index.dim, "m": index.M,
+                "ef_construction": index.ef_construction, "count": count, "random_seed": RANDOM_SEED,
+                "blob_length": blob_length}
         out.write(msgpack.packb(meta, use_bin_type=True))
         with open(path, "rb") as fh:  # stream: a large graph is never held twice in RAM
             while chunk := fh.read(_COPY_CHUNK):
                 out.write(chunk)
+    write_footer(out)
+
+
+def _write_faiss_graph(out: IndexOutput, segment_id: bytes, field: FieldInfo, index: Any, count: int) -> None:
+    library, space, layout = graph_library(field)
+    assert layout is not None
+    m, ef_construction = _hnsw_params(field)
+    blob = faiss_graph.serialize(index)
+    # Never publish a graph this reader would refuse (e.g. a faiss upgrade that changed its layout).
+    faiss_graph.validate_blob(memoryview(blob), layout, field.vector_dimension, count, m, ef_construction,
+                              out.name)
+    meta = {"library": library, "space": space, "dimension": field.vector_dimension, "m": m,
+            "ef_construction": ef_construction, "count": count, "random_seed": faiss_graph.FAISS_LEVEL_SEED,
+            "blob_length": int(blob.nbytes)}
+    write_header(out, CODEC_NAME, VERSION_CURRENT, segment_id, f"f{field.number}")
+    out.write(msgpack.packb(meta, use_bin_type=True))
+    out.write(memoryview(blob))
     write_footer(out)
 
 
@@ -167,11 +233,15 @@ class HnswGraph(KnnGraph):
         self.count = count
 
     def search(
-        self, queries: np.ndarray, k: int, ef: int, accept: Callable[[int], bool] | None = None
+        self, queries: np.ndarray, k: int, ef: int, accept: Callable[[int], bool] | np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw distances per the module docstring. If ``accept`` leaves some query fewer than ``k``
-        reachable ordinals, k' is the smallest count any query found: every returned ordinal is real (callers
-        index vectors with them, so no -1 padding), at the price of dropping extra hits of other rows."""
+        """Raw distances per the module docstring. ``accept``: a callable on ordinals or a bool mask over
+        ordinals. If it leaves some query fewer than ``k`` reachable ordinals, k' is the smallest count any
+        query found: every returned ordinal is real (callers index vectors with them, so no -1 padding), at
+        the price of dropping extra hits of other rows."""
+        if isinstance(accept, np.ndarray):
+            mask = resolve_accept(accept, self.count)
+            accept = lambda label: bool(mask[label])  # noqa: E731 - hnswlib wants a callable
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -224,12 +294,21 @@ class HnswGraph(KnnGraph):
         return int(self.index.index_file_size()) + self.count * (4 + 40 + 8 + 2 + 40) + 65536 * 40
 
 
-def _validate_meta(meta: Any, field: FieldInfo, count: int, blob_room: int, name: str) -> dict[str, Any]:
-    if not isinstance(meta, dict) or set(meta) != _META_KEYS:
+def _validate_meta(meta: Any, field: FieldInfo, count: int, blob_room: int, name: str,
+                   version: int) -> dict[str, Any]:
+    keys = _META_KEYS_V1 if version < VERSION_FAISS else _META_KEYS
+    if not isinstance(meta, dict) or set(meta) != keys:
         raise CorruptIndexError(f"graph meta is not the expected map: {meta!r}", name)
-    ints = all(isinstance(meta[k], int) and not isinstance(meta[k], bool) for k in _META_KEYS - {"space"})
-    expect = {"space": _hnsw_space(field), "dimension": field.vector_dimension, "count": count,
-              "random_seed": RANDOM_SEED, "blob_length": blob_room}
+    meta = dict(meta)
+    meta.setdefault("library", LIBRARY_HNSWLIB)  # version 1: hnswlib graphs only
+    ints = all(isinstance(meta[k], int) and not isinstance(meta[k], bool) for k in _META_KEYS_V1 - {"space"})
+    try:
+        library, space, _layout = graph_library(field)
+    except ValueError as e:  # the writer never writes a graph for such a field
+        raise CorruptIndexError(f"segment has a graph for a field no graph supports: {e}", name) from None
+    seed = RANDOM_SEED if library == LIBRARY_HNSWLIB else faiss_graph.FAISS_LEVEL_SEED
+    expect = {"library": library, "space": space, "dimension": field.vector_dimension, "count": count,
+              "random_seed": seed, "blob_length": blob_room}
     wrong = [f"{k}={meta[k]!r} (expected {v!r})" for k, v in expect.items() if meta[k] != v]
     if not ints or wrong or not _M_RANGE[0] <= meta["m"] <= _M_RANGE[1] or not (
             _EF_RANGE[0] <= meta["ef_construction"] <= _EF_RANGE[1]):
@@ -239,19 +318,8 @@ def _validate_meta(meta: Any, field: FieldInfo, count: int, blob_room: int, name
 
 
 def _validate_blob(blob: memoryview, meta: dict[str, Any], name: str) -> None:
-    """Cross-check hnswlib's fixed header against the meta, so hnswlib only sees a self-consistent blob."""
-    count, m, dim = meta["count"], meta["m"], meta["dimension"]
-    if len(blob) < _BLOB_HEADER.size:
-        raise CorruptIndexError(f"hnswlib blob too short: {len(blob)} bytes", name)
-    (off0, max_el, cur, size_per, label_off, data_off, max_level, entry, max_m, max_m0, m_, _mult,
-     efc) = _BLOB_HEADER.unpack_from(blob, 0)
-    links0 = max_m0 * 4 + 4  # level-0 link list: u32 count + maxM0 u32 neighbours
-    ok = (off0 == 0 and cur == count and max_el == count and m_ == m and max_m == m and max_m0 == 2 * m
-          and efc == meta["ef_construction"] and data_off == links0 and label_off == links0 + dim * 4
-          and size_per == label_off + 8 and 0 <= max_level < 64 and entry < count
-          and len(blob) >= _BLOB_HEADER.size + count * (size_per + 4))
-    if not ok:
-        raise CorruptIndexError("hnswlib blob header is inconsistent with the graph meta", name)
+    """The whole hnswlib blob is checked structurally (:mod:`.hnswlib_blob`) before hnswlib sees it."""
+    validate_hnswlib_blob(blob, meta, name)
 
 
 class SegStore1HnswGraphWriter(GraphWriter):
@@ -273,15 +341,17 @@ class SegStore1HnswGraphWriter(GraphWriter):
                 field.name, field.vector_dimension, field.vector_data_type):
             raise ValueError(f"vector values of [{values.field}] ({values.dimension}, {values.data_type}) do not "
                              f"match field [{field.name}] ({field.vector_dimension}, {field.vector_data_type})")
-        _hnsw_space(field)  # byte/binary or an unsupported space: refuse even when the field is empty
+        library, _space, _layout = graph_library(field)  # an unsupported space: refuse even when empty
+        _hnsw_params(field)
         self._fields.add(field.name)
         if values.size < 1:
             return  # nothing to search: no file
-        index = build_hnsw(field, values.vectors)
+        index = build_graph(field, values.vectors)
         out = self._state.directory.create_output(graph_file_name(self._state.segment_info.name, field))
         self._pending.append(out)
         try:
-            _write_graph(out, self._state.segment_info.segment_id, field, index, values.size)
+            write = _write_graph if library == LIBRARY_HNSWLIB else _write_faiss_graph
+            write(out, self._state.segment_info.segment_id, field, index, values.size)
         except BaseException:
             self._pending.remove(out)
             out.abort()
@@ -319,21 +389,26 @@ class SegStore1HnswGraphWriter(GraphWriter):
 
 
 class SegStore1HnswGraphReader(GraphReader):
-    """Knows from ``.vem`` which fields must have a graph; opens, verifies and loads each on first use."""
+    """Knows from the segment's file list which fields have a graph (and from ``.vem`` how many vectors
+    each holds); opens, verifies and loads each graph on first use."""
 
     def __init__(self, state: SegmentReadState) -> None:
         self._state = state
+        seg = state.segment_info
+        listed = set(seg.files)
+        with_graph = [fi for fi in state.field_infos.vector_fields() if graph_file_name(seg.name, fi) in listed]
         counts: dict[str, int] = {}
-        if any(fi.vector_data_type == "float" for fi in state.field_infos.vector_fields()):
+        if with_graph:
             counts = {name: m.count for name, m in read_vector_meta(state)[0].items()}
-        # Only float fields with at least one vector have a graph (the writer refuses other data types).
         self._expected: dict[str, tuple[FieldInfo, int]] = {}
-        for name, count in counts.items():
-            fi = state.field_infos.get(name)
-            if fi is not None and fi.vector_data_type == "float" and count >= 1:
-                self._expected[name] = (fi, count)
+        for fi in with_graph:
+            count = counts.get(fi.name, 0)
+            if count < 1:  # the writer never writes a graph without vectors
+                raise CorruptIndexError(f"segment lists a graph for field [{fi.name}], which has no vector",
+                                        graph_file_name(seg.name, fi))
+            self._expected[fi.name] = (fi, count)
         self._locks = {name: threading.Lock() for name in self._expected}
-        self._graphs: dict[str, HnswGraph] = {}
+        self._graphs: dict[str, KnnGraph] = {}
         self._closed = False
 
     def _ensure_open(self) -> None:
@@ -361,7 +436,7 @@ class SegStore1HnswGraphReader(GraphReader):
                 self._graphs[field] = graph
         return graph
 
-    def _load(self, field: FieldInfo, count: int) -> HnswGraph:
+    def _load(self, field: FieldInfo, count: int) -> KnnGraph:
         with self._open(field) as inp:  # full CRC verified here, before anything is parsed
 
             def parse(payload: memoryview) -> tuple[dict[str, Any], int]:
@@ -372,7 +447,9 @@ class SegStore1HnswGraphReader(GraphReader):
 
             raw_meta, blob_start = inp.parse(parse)
             blob = inp.payload[blob_start:]
-            meta = _validate_meta(raw_meta, field, count, len(blob), inp.name)
+            meta = _validate_meta(raw_meta, field, count, len(blob), inp.name, inp.version)
+            if meta["library"] != LIBRARY_HNSWLIB:
+                return self._load_faiss(field, count, meta, blob, inp.name)
             _validate_blob(blob, meta, inp.name)
             index = hnswlib.Index(space=meta["space"], dim=field.vector_dimension)
             with _private_temp_file(len(blob)) as path:
@@ -385,6 +462,19 @@ class SegStore1HnswGraphReader(GraphReader):
         if index.element_count != count:
             raise CorruptIndexError(f"hnswlib loaded {index.element_count} elements, expected {count}", inp.name)
         return HnswGraph(index, field.name, field.vector_dimension, count)
+
+    @staticmethod
+    def _load_faiss(field: FieldInfo, count: int, meta: dict[str, Any], blob: memoryview, name: str) -> FaissGraph:
+        _library, _space, layout = graph_library(field)
+        assert layout is not None
+        # The file's CRC passed; now the blob's whole structure, before faiss parses a byte of it.
+        faiss_graph.validate_blob(blob, layout, field.vector_dimension, count, meta["m"], meta["ef_construction"],
+                                  name)
+        try:
+            index = faiss_graph.deserialize(blob, layout)
+            return FaissGraph(index, layout, field.name, field.vector_dimension, count)
+        except (RuntimeError, ValueError) as e:  # faiss's own checks (FaissException) or ours on the result
+            raise CorruptIndexError(f"faiss refused graph: {e}", name) from e
 
     def fields(self) -> list[str]:
         self._ensure_open()
@@ -401,7 +491,7 @@ class SegStore1HnswGraphReader(GraphReader):
 
 
 class SegStore1HnswGraphFormat(GraphFormat):
-    """hnswlib HNSW graphs, one file per float vector field."""
+    """HNSW graphs, one file per vector field: hnswlib for float, faiss for byte and binary."""
 
     name = "SegStore1HnswGraph"
 

@@ -160,10 +160,12 @@ class KnnGraph(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, k: int, ef: int, accept: Callable[[int], bool] | None = None
+        self, queries: np.ndarray, k: int, ef: int, accept: Callable[[int], bool] | np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(ords, distances)`` of shape ``(len(queries), k')`` with k' <= k, nearest first.
-        Distances are the library's raw distances (see the format's docstring for their meaning)."""
+        Distances are the format's raw distances, smaller is nearer (see the format's docstring for their
+        meaning). ``accept`` restricts the result to some ordinals: a callable on an ordinal, or a bool
+        array of shape ``(count,)`` over ordinals (preferred: no Python call per ordinal)."""
 
     @abstractmethod
     def memory_bytes(self) -> int:

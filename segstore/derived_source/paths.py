@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["split_path", "collect", "transform"]
+__all__ = ["split_path", "collect", "collect_expanded", "transform"]
 
 
 def split_path(path: str) -> tuple[str, ...]:
@@ -80,3 +80,30 @@ def _transform(node: Any, parts: tuple[str, ...], i: int, fn: Callable[[Any], An
             items.append(new_el)
         return items if changed else node
     return node
+
+
+def collect_expanded(source: Any, parts: tuple[str, ...]) -> list[Any]:
+    """Like :func:`collect`, but a key containing dots also matches the path parts it spells
+    (``{"a.b": {"vec": ...}}`` holds ``a.b.vec``), the way the mapper parses documents. Values found only
+    through a dotted key are indexed but, as upstream, never masked or injected (stored in full)."""
+    out: list[Any] = []
+    _collect_expanded(source, parts, 0, out)
+    return out
+
+
+def _collect_expanded(node: Any, parts: tuple[str, ...], i: int, out: list[Any]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            kp = key.split(".")
+            if tuple(kp) != parts[i:i + len(kp)]:
+                continue
+            j = i + len(kp)
+            if j == len(parts):
+                if value is not None:
+                    out.append(value)
+            else:
+                _collect_expanded(value, parts, j, out)
+    elif isinstance(node, list) and i > 0:
+        for element in node:
+            if isinstance(element, dict):
+                _collect_expanded(element, parts, i, out)

@@ -10,7 +10,7 @@ ext       contents                                              checked
 ``fnm``   field infos: fields, vector parameters, attributes     full CRC on open
 ``vem``   vector values metadata: per field offsets and counts   full CRC on open
 ``vec``   vector values data: vectors + ord->doc maps            length + footer on open
-``hnsw``  one field's HNSW graph (opaque hnswlib blob)            full CRC before load
+``hnsw``  one field's HNSW graph (hnswlib / faiss blob)           full CRC before load
 ``fdx``   stored fields block index                              full CRC on open
 ``fdt``   stored fields data: zstd(msgpack) blocks               length + footer on open
 ``liv``   live docs bitset of one delete generation              full CRC on open

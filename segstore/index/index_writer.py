@@ -37,7 +37,6 @@ from segstore.index.merge_policy import MergeContext, MergePolicy, NoMergePolicy
 from segstore.index.merge_scheduler import MergeScheduler, SerialMergeScheduler
 from segstore.index.operations import BufferedDoc, DeleteOp, GetResult, IndexOp, OpResult
 from segstore.index.segment_info import SegmentCommitInfo
-from segstore.index.segment_merger import SegmentMerger
 from segstore.index.segment_reader import SegmentReader, vector_to_json
 from segstore.index.version_map import VersionValue
 from segstore.index.write_ops import OpResolver
@@ -51,6 +50,7 @@ from segstore.translog import Translog
 __all__ = ["IndexWriter"]
 
 log = logging.getLogger(__name__)
+GC_DELETES = 60.0  # index.gc_deletes default, seconds
 
 
 class IndexWriter:
@@ -83,6 +83,7 @@ class IndexWriter:
         self._lock = threading.RLock()
         self._refresh_lock = threading.RLock()
         self._closed = False
+        self._mapping_changed = False
         self._on_close: list[Callable[[], None]] = []
         self.tragic_exception: BaseException | None = None
         self._write_lock = self.directory.obtain_lock(WRITE_LOCK_NAME)
@@ -161,10 +162,22 @@ class IndexWriter:
         """
         self._ensure_open()
         index_ops = [(i, op) for i, op in enumerate(ops) if isinstance(op, IndexOp)]
-        rejected = self._apply_dynamic_mappings([op for _, op in index_ops])
-        parsed = self.parser.parse([(str(op.doc_id), op.source) for _, op in index_ops])
+        pairs = [(str(op.doc_id), op.source) for _, op in index_ops]
+        parsed = self.parser.parse(pairs)
+        # Dynamic mappings come only from documents that passed validation; then those documents are
+        # parsed again so their doc values follow the new mapping (a later document of the batch that
+        # conflicts with a type introduced earlier is rejected there).
+        accepted = [j for j, p in enumerate(parsed) if not isinstance(p, ValidationError)]
+        rejected = self._apply_dynamic_mappings([index_ops[j][1] for j in accepted])
+        if rejected or self._mapping_changed:
+            self._mapping_changed = False
+            for pos, err in rejected.items():
+                parsed[accepted[pos]] = err
+            redo = [j for j in accepted if not isinstance(parsed[j], ValidationError)]
+            for j, p in zip(redo, self.parser.parse([pairs[j] for j in redo])):
+                parsed[j] = p
         parsed_by_slot: dict[int, ParsedDocument | ValidationError] = {
-            i: rejected.get(j, p) for j, ((i, _), p) in enumerate(zip(index_ops, parsed))}
+            i: p for (i, _), p in zip(index_ops, parsed)}
         with self._lock:
             self._ensure_open()
             results, log_ops, apply = self._resolver.resolve(ops, parsed_by_slot)
@@ -208,6 +221,7 @@ class IndexWriter:
             self.meta = meta
             self.mappings = mappings
             self.parser = DocumentParser(mappings, self._derived_paths())
+            self._mapping_changed = True
 
     # ------------------------------------------------------------------------------------ realtime get
 
@@ -368,7 +382,10 @@ class IndexWriter:
             self._committed = list(self._segments)
             self.deleter.inc_ref(self._files_of(self._committed))
             self.deleter.dec_ref(old_files)
-            self._versions.clear()
+            # Delete tombstones stay in memory for index.gc_deletes (60 s), as OpenSearch's version map
+            # keeps them, so a re-created document continues the version sequence across a commit.
+            now = time.monotonic()
+            self._versions = {i: v for i, v in self._versions.items() if v.deleted and now - v.time < GC_DELETES}
             return gen
 
     @staticmethod

@@ -90,6 +90,10 @@ class SegmentMerger:
         return maps
 
     def merge(self) -> MergeResult:
+        # Verify every input byte first: a merge re-checksums what it copies, so damage it did not detect
+        # would become permanent, valid-looking data (Lucene's format merges call checkIntegrity too).
+        for r in self.readers:
+            r.check_integrity()
         maps = self.doc_maps()
         num_docs = sum(int((m >= 0).sum()) for m in maps)
         field_infos = merge_field_infos(self.readers)

@@ -7,7 +7,8 @@ same transaction as the next commit point, then cleared. Lookups check the overl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 __all__ = ["VersionValue", "IN_BUFFER"]
 
@@ -22,6 +23,7 @@ class VersionValue:
     seq_no: int
     location: tuple[str, int] | None
     deleted: bool = False
+    time: float = field(default_factory=time.monotonic)  # when the entry was made (for tombstone GC)
 
     def pk_value(self) -> tuple[str, int, int, int] | None:
         """The catalog value for this id (None deletes the entry)."""

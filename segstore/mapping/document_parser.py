@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from segstore.derived_source.mask import mask_source
-from segstore.derived_source.paths import collect, split_path
+from segstore.derived_source.paths import collect_expanded, split_path
 from segstore.errors import IllegalArgumentError, MapperParsingError, ValidationError
 from segstore.mapping.dynamic import extract_doc_values
 from segstore.mapping.knn_vector import KnnVectorMapping
@@ -77,7 +77,7 @@ class DocumentParser:
             raise MapperParsingError("failed to parse", caused_by=IllegalArgumentError(
                 f"source must be a JSON object, got [{type(source).__name__}]", "not_x_content_exception"))
         for path, parts in self._vector_parts.items():
-            values = collect(source, parts)
+            values = collect_expanded(source, parts)
             if not values:
                 continue
             if self.mappings.nested_scope(path) is not None:
@@ -111,7 +111,12 @@ class DocumentParser:
         values = [v if isinstance(v, list) else [v] for _, v in items]
         width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
         try:
-            arr = np.array(values, dtype=np.float64)
+            # Infer the dtype first: rows of only numbers come out int/float, while booleans, nulls and
+            # strings give bool/object/str arrays and take the slow path, which names the bad token.
+            inferred = np.array(values)
+            if inferred.dtype.kind not in "iuf":
+                raise TypeError(inferred.dtype)
+            arr = inferred.astype(np.float64, copy=False)
             fast = arr.ndim == 2 and arr.shape[1] == width and bool(np.isfinite(arr).all())
             if fast and fm.data_type != "float":
                 fast = bool(((arr == np.round(arr)) & (arr >= -128) & (arr <= 127)).all())
@@ -145,13 +150,15 @@ def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:
     width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
     if len(values) == 0:
         raise IllegalArgumentError("Vector dimension mismatch. Expected: %d, Given: 0" % fm.dimension)
+    # This is the slow path (one vector that failed the batch checks), so a scan per element is fine.
+    bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), _NONE)
+    if bad is not _NONE and not (isinstance(bad, str) and _is_number(bad)):
+        raise IllegalArgumentError(f"Current token ({_token(bad)}) not numeric, can not use numeric value accessors")
     try:
         arr = np.array(values, dtype=np.float64)
     except (ValueError, TypeError):
-        bad = next((v for v in values if isinstance(v, (list, dict, bool)) or v is None), None)
-        raise IllegalArgumentError(
-            f"Current token ({_token(bad)}) not numeric, can not use numeric value accessors"
-        ) from None
+        raise IllegalArgumentError("Current token (VALUE_STRING) not numeric, can not use numeric value accessors"
+                                   ) from None
     if arr.ndim != 1:
         raise IllegalArgumentError("Current token (START_ARRAY) not numeric, can not use numeric value accessors")
     if arr.shape[0] != width:
@@ -176,6 +183,18 @@ def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:
     if fm.space_type == "cosinesimil" and not arr.any():
         raise IllegalArgumentError("zero vector is not supported when space type is [cosinesimil]")
     return arr[None, :]
+
+
+_NONE = object()
+
+
+def _is_number(text: str) -> bool:
+    """OpenSearch coerces numeric strings in numeric contexts."""
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _token(value: Any) -> str:

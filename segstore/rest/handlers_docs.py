@@ -11,7 +11,7 @@ from typing import Any
 from segstore.errors import (DocumentMissingError, IllegalArgumentError, IndexNotFoundError, MapperParsingError,
                              SegstoreError, ValidationError)
 from segstore.index.index_writer import IndexWriter
-from segstore.index.operations import DeleteOp, IndexOp, OpResult
+from segstore.index.operations import OpResult
 from segstore.node import Node
 from segstore.rest.response import RestRequest, RestResponse, error_response
 from segstore.rest.router import Router, json_body

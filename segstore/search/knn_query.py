@@ -93,8 +93,9 @@ def _leaf_candidates(
             found = graph.search(query[None, :], k2, max(ef_search, k2))[0][0]
             ords = found[allowed[found]][:k]
         else:
-            mask = allowed
-            ords = graph.search(query[None, :], k, ef_search, accept=lambda label: bool(mask[label]))[0][0]
+            # a bool mask over ordinals: faiss turns it into an IDSelectorBitmap, hnswlib wraps it; a
+            # callable would cost one Python call per ordinal for faiss graphs
+            ords = graph.search(query[None, :], k, ef_search, accept=allowed)[0][0]
         if ords.shape[0] < k <= n_allowed:  # the graph missed filtered docs: fall back to exact search
             ords = np.flatnonzero(allowed)
     s = exact_scores(fi.vector_space_type, values.vectors[ords], query)

@@ -129,7 +129,7 @@ class IndexSearcher:
             raise IllegalArgumentError(f"Field '{sc.field}' is not knn_vector type.")
         space = {"hammingbit": "hamming"}.get(sc.space_type, sc.space_type)
         if space not in ("l2", "cosinesimil", "innerproduct", "l1", "linf", "hamming"):
-            raise IllegalArgumentError(f"Invalid space type. Please refer to the available space types.")
+            raise IllegalArgumentError("Invalid space type. Please refer to the available space types.")
         q = self.query_vector(sc.field, sc.query_value)
         parts: list[Hit] = []
         for li, leaf in enumerate(self.reader.leaves):

@@ -1,5 +1,6 @@
-"""SegStore1HnswGraph: recall per space, filters, lazy thread-safe loading, lifecycle, and corruption that
-must never reach hnswlib."""
+"""SegStore1HnswGraph (hnswlib float graphs): recall per space, filters, lazy thread-safe loading, lifecycle,
+versions, which fields have a graph, and corruption that must never reach hnswlib. The faiss byte/binary
+graphs are tested in ``test_faiss_graph.py``."""
 
 from __future__ import annotations
 
@@ -26,7 +27,13 @@ from segstore.index.segment_info import SegmentInfo, new_segment_id
 from segstore.index.write_state import SegmentReadState, SegmentWriteState
 from segstore.store import Directory, FSDirectory, MemoryDirectory
 from segstore.testing import corrupt
-from segstore_codecs.segstore1.graph_format import SegStore1HnswGraphFormat, build_hnsw
+from segstore_codecs.segstore1.graph_format import (
+    VERSION_CURRENT,
+    VERSION_START,
+    SegStore1HnswGraphFormat,
+    build_graph,
+    build_hnsw,
+)
 from segstore_codecs.segstore1.vector_values_format import SegStore1VectorValuesFormat
 
 GRAPHS = SegStore1HnswGraphFormat()
@@ -38,7 +45,8 @@ N, DIM = 2000, 32
 def write_segment(
     directory: Directory, fields: dict[FieldInfo, np.ndarray], max_doc: int, name: str = "_0"
 ) -> SegmentWriteState:
-    """Write vector values and graphs like a flush does (docs = 0..n-1) and return the write state."""
+    """Write vector values and graphs like a flush does (docs = 0..n-1) and return the write state; the
+    segment info lists the files, as the ``.si`` the segment writer then writes does."""
     info = SegmentInfo(name=name, segment_id=new_segment_id(), max_doc=max_doc, codec="SegStore1")
     state = SegmentWriteState(directory, info, FieldInfos(list(fields)))
     vw = VECTORS.fields_writer(state)
@@ -52,6 +60,7 @@ def write_segment(
         assert values is not None
         gw.add_field(fi, values)
     gw.finish()
+    info.files = sorted(state.files)
     return state
 
 
@@ -164,7 +173,7 @@ def test_lazy_single_load_across_threads(directory: Directory, data: np.ndarray,
     reader.close()
 
 
-def test_empty_field_and_byte_field(directory: Directory, data: np.ndarray) -> None:
+def test_empty_field_and_unsupported_spaces(directory: Directory, data: np.ndarray) -> None:
     empty = FieldInfo("e", 0, vector_dimension=DIM)
     full = FieldInfo("v", 1, vector_dimension=DIM)
     state = write_segment(directory, {empty: data[:0], full: data[:50]}, max_doc=50)
@@ -172,11 +181,75 @@ def test_empty_field_and_byte_field(directory: Directory, data: np.ndarray) -> N
     reader = open_graphs(state)
     assert reader.fields() == ["v"] and reader.get("e") is None and reader.get("missing") is None
     reader.check_integrity()
+    byte_hamming = FieldInfo("b", 2, vector_dimension=8, vector_data_type="byte", vector_space_type="hamming")
+    with pytest.raises(ValueError, match=r"does not support space type \[hamming\] for \[byte\] vectors"):
+        write_segment(MemoryDirectory(), {byte_hamming: np.zeros((2, 8), np.int8)}, max_doc=2)
+    l1 = FieldInfo("f", 3, vector_dimension=4, vector_space_type="l1")
+    with pytest.raises(ValueError, match=r"does not support space type \[l1\]"):
+        write_segment(MemoryDirectory(), {l1: np.zeros((2, 4), np.float32)}, max_doc=2)
     byte = FieldInfo("b", 2, vector_dimension=4, vector_data_type="byte")
-    with pytest.raises(ValueError, match="SegStore1HnswGraph supports float vectors only; "):
-        write_segment(MemoryDirectory(), {byte: np.zeros((2, 4), np.int8)}, max_doc=2)
-    with pytest.raises(ValueError, match="float vectors only"):
+    with pytest.raises(ValueError, match="hnswlib graphs support float vectors only; "):
         build_hnsw(byte, np.zeros((2, 4), np.float32))
+    assert build_graph(byte, np.zeros((2, 4), np.int8)).ntotal == 2  # faiss, see test_faiss_graph.py
+
+
+def test_fields_without_graph_file_have_no_graph(directory: Directory, data: np.ndarray) -> None:
+    """Flat fields (index.knn false) and segments below the approximate threshold get no graph; the segment's
+    file list, not the data type, says which fields have one."""
+    fi = FieldInfo("v", 0, vector_dimension=DIM)
+    info = SegmentInfo(name="_0", segment_id=new_segment_id(), max_doc=100, codec="SegStore1")
+    state = SegmentWriteState(directory, info, FieldInfos([fi]))
+    vw = VECTORS.fields_writer(state)
+    vw.add_field(fi, data[:100], np.arange(100, dtype=np.int32))
+    vw.finish()
+    GRAPHS.fields_writer(state).finish()  # like segment_writer when build_graph() says no
+    info.files = sorted(state.files)
+    reader = open_graphs(state)
+    assert reader.fields() == [] and reader.get("v") is None
+    reader.check_integrity()
+    # listed in the segment but absent -> corruption, not "no graph"
+    info.files = sorted(state.files | {"_0_f0.hnsw"})
+    with pytest.raises(CorruptIndexError, match="missing"):
+        open_graphs(state).get("v")
+
+
+def test_flat_index_above_exact_threshold_is_searchable(tmp_path: Any) -> None:
+    """Regression: a float field of an ``index.knn: false`` index has no graph; the reader used to expect one
+    for every float field and failed searches over > 1000 vectors and ``check_integrity`` alike."""
+    import segstore
+
+    rng = np.random.default_rng(4)
+    mappings = {"properties": {"v": {"type": "knn_vector", "dimension": 4}}}
+    with segstore.create_index(str(tmp_path / "data"), "docs", mappings=mappings,
+                               settings={"index.knn": False, "index.translog.durability": "async"}) as w:
+        for i in range(1100):
+            w.index(str(i), {"v": rng.standard_normal(4).tolist()})
+        w.refresh()
+        with w.acquire_reader() as reader:
+            reader.leaves[0].check_integrity()
+            assert reader.leaves[0].graph("v") is None
+            assert len(segstore.knn_search(reader, "v", np.ones(4, np.float32), k=3).score_docs) == 3
+
+
+def test_listed_graph_for_field_without_vectors_is_corrupt(directory: Directory, data: np.ndarray) -> None:
+    empty = FieldInfo("e", 0, vector_dimension=DIM)
+    state = write_segment(directory, {empty: data[:0]}, max_doc=1)
+    state.segment_info.files = sorted(state.files | {"_0_f0.hnsw"})
+    with pytest.raises(CorruptIndexError, match="no vector") as ei:
+        open_graphs(state)
+    assert ei.value.file == "_0_f0.hnsw"
+
+
+def test_accept_as_bool_mask(directory: Directory, data: np.ndarray) -> None:
+    fi = FieldInfo("v", 0, vector_dimension=DIM)
+    graph = open_graphs(write_segment(directory, {fi: data[:500]}, max_doc=500)).get("v")
+    assert graph is not None
+    mask = np.arange(500) % 2 == 1
+    by_mask, _ = graph.search(data[:20] + 0.01, k=10, ef=50, accept=mask)
+    by_callable, _ = graph.search(data[:20] + 0.01, k=10, ef=50, accept=lambda o: o % 2 == 1)
+    assert np.array_equal(by_mask, by_callable) and np.all(by_mask % 2 == 1)
+    with pytest.raises(ValueError, match="bool array of shape"):
+        graph.search(data[:1], k=1, ef=10, accept=mask[:10])
 
 
 def test_build_hnsw_for_repair(data: np.ndarray) -> None:
@@ -247,10 +320,11 @@ def test_flipped_graph_byte_never_reaches_hnswlib(segment: SegmentWriteState, wh
     assert type(ei.value) is ChecksumMismatchError and ei.value.file == HNSW
 
 
-def _reframe(segment: SegmentWriteState, edit_meta: Any = None, edit_blob: Any = None) -> None:
+def _reframe(segment: SegmentWriteState, edit_meta: Any = None, edit_blob: Any = None,
+             version: int | None = None) -> None:
     """Rewrite the graph with edited meta/blob and a *valid* CRC: what a bug (not the disk) would write."""
     d = segment.directory
-    with FramedInput(d, HNSW, CODEC, 1, 1, None, "f0") as inp:
+    with FramedInput(d, HNSW, CODEC, VERSION_START, VERSION_CURRENT, None, "f0") as inp:
         unpacker = msgpack.Unpacker()
         unpacker.feed(inp.payload[:4096])
         meta = unpacker.unpack()
@@ -261,7 +335,8 @@ def _reframe(segment: SegmentWriteState, edit_meta: Any = None, edit_blob: Any =
         edit_blob(blob)
     other = MemoryDirectory()
     out = other.create_output(HNSW)
-    write_header(out, CODEC, 1, segment.segment_info.segment_id, "f0")
+    write_header(out, CODEC, VERSION_CURRENT if version is None else version, segment.segment_info.segment_id,
+                 "f0")
     out.write(msgpack.packb(meta))
     out.write(bytes(blob))
     write_footer(out)
@@ -275,6 +350,10 @@ def _reframe(segment: SegmentWriteState, edit_meta: Any = None, edit_blob: Any =
     (lambda m: m.update(dimension=31), None),
     (lambda m: m.update(blob_length=m["blob_length"] + 1), None),
     (lambda m: m.pop("m"), None),
+    (lambda m: m.pop("library"), None),  # version 2 requires it
+    (lambda m: m.update(library="faiss"), None),  # float fields are hnswlib graphs
+    (lambda m: m.update(library="faiss_binary", space="hamming"), None),
+    (lambda m: m.update(random_seed=12345), None),
     (None, lambda b: struct.pack_into("<Q", b, 16, 301)),  # hnswlib's cur_element_count
     (None, lambda b: struct.pack_into("<Q", b, 24, 1 << 40)),  # size_data_per_element
     (None, lambda b: b.__delitem__(slice(len(b) - 8, None))),  # blob shorter than meta says
@@ -295,6 +374,22 @@ def test_unmodified_reframe_still_loads(segment: SegmentWriteState) -> None:
     assert graph is not None and graph.search(np.zeros(DIM, np.float32), k=3, ef=10)[0].shape == (1, 3)
 
 
+def test_version_1_graph_without_library_key_still_loads(segment: SegmentWriteState, data: np.ndarray) -> None:
+    assert (VERSION_START, VERSION_CURRENT) == (1, 2)
+    before = open_graphs(segment).get("v").search(data[:5], k=5, ef=50)  # type: ignore[union-attr]
+    _reframe(segment, edit_meta=lambda m: m.pop("library"), version=VERSION_START)
+    graph = open_graphs(segment).get("v")
+    assert graph is not None
+    after = graph.search(data[:5], k=5, ef=50)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+
+
+def test_version_1_graph_with_library_key_is_refused(segment: SegmentWriteState, no_hnswlib_load: None) -> None:
+    _reframe(segment, version=VERSION_START)  # version 1 had no "library": a v1 header with one is not a v1 file
+    with pytest.raises(CorruptIndexError, match="not the expected map"):
+        open_graphs(segment).get("v")
+
+
 def test_graph_from_another_segment(segment: SegmentWriteState, data: np.ndarray, no_hnswlib_load: None) -> None:
     other = MemoryDirectory()
     write_segment(other, {FieldInfo("v", 0, vector_dimension=DIM): data[:300]}, max_doc=300)
@@ -311,11 +406,13 @@ def test_missing_graph_file(segment: SegmentWriteState, no_hnswlib_load: None) -
     assert ei.value.file == HNSW
 
 
-@pytest.mark.parametrize("delta,error", [(1, IndexFormatTooNewError), (-1, IndexFormatTooOldError)])
-def test_graph_header_version(segment: SegmentWriteState, delta: int, error: type, no_hnswlib_load: None) -> None:
+@pytest.mark.parametrize("version,error", [(VERSION_CURRENT + 1, IndexFormatTooNewError),
+                                           (VERSION_START - 1, IndexFormatTooOldError)])
+def test_graph_header_version(segment: SegmentWriteState, version: int, error: type, no_hnswlib_load: None) -> None:
     raw = bytearray(segment.directory.read_bytes(HNSW))
     pos = 5 + len(CODEC)
-    struct.pack_into(">I", raw, pos, struct.unpack_from(">I", raw, pos)[0] + delta)
+    assert struct.unpack_from(">I", raw, pos)[0] == VERSION_CURRENT
+    struct.pack_into(">I", raw, pos, version)
     corrupt.overwrite(segment.directory, HNSW, bytes(raw))
     with pytest.raises(error) as ei:
         open_graphs(segment).get("v")
