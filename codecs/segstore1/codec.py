@@ -15,6 +15,7 @@ from segstore.codec.doc_values import DocValuesFormat
 from segstore_codecs.segstore1.doc_values_format import SegStore1DocValuesFormat
 from segstore_codecs.segstore1.field_infos_format import SegStore1FieldInfosFormat
 from segstore_codecs.segstore1.graph_format import SegStore1HnswGraphFormat
+from segstore_codecs.segstore1.quantization_state_format import SegStore1QuantizationStateFormat
 from segstore_codecs.segstore1.live_docs_format import SegStore1LiveDocsFormat
 from segstore_codecs.segstore1.segment_info_format import SegStore1SegmentInfoFormat
 from segstore_codecs.segstore1.stored_fields_format import SegStore1StoredFieldsFormat
@@ -36,6 +37,7 @@ class SegStore1Codec(Codec):
         self._stored = SegStore1StoredFieldsFormat()
         self._live = SegStore1LiveDocsFormat()
         self._dv = SegStore1DocValuesFormat()
+        self._qstate = SegStore1QuantizationStateFormat()
 
     @property
     def segment_info_format(self) -> SegmentInfoFormat:
@@ -64,3 +66,7 @@ class SegStore1Codec(Codec):
     @property
     def doc_values_format(self) -> DocValuesFormat:
         return self._dv
+
+    @property
+    def quantization_state_format(self) -> SegStore1QuantizationStateFormat:
+        return self._qstate

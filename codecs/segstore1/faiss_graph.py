@@ -86,6 +86,7 @@ _ADD_CHUNK = 1 << 16  # rows converted to float32 and added per faiss call (boun
 _METRIC_IP = faiss.METRIC_INNER_PRODUCT  # 0
 _METRIC_L2 = faiss.METRIC_L2  # 1
 _QT_8BIT_DIRECT_SIGNED = int(faiss.ScalarQuantizer.QT_8bit_direct_signed)
+_QT_FP16 = int(faiss.ScalarQuantizer.QT_fp16)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,15 @@ _LAYOUTS: dict[tuple[str, str], FaissLayout] = {
     ("byte", "innerproduct"): FaissLayout(LIBRARY_FAISS, "ip", b"IHNs", b"IxSQ", _METRIC_IP),
     ("byte", "cosinesimil"): FaissLayout(LIBRARY_FAISS, "cosine", b"IHNf", b"IxFI", _METRIC_IP),
     ("binary", "hamming"): FaissLayout(LIBRARY_FAISS_BINARY, "hamming", b"IBHf", b"IBxF", _METRIC_L2),
+    # "float16" is not a mapping data type: it is the graph of a float field quantized to fp16 (2x,
+    # faiss ``HNSWm,SQfp16``); cosine vectors arrive unit-length, so inner product ranks them.
+    ("float16", "l2"): FaissLayout(LIBRARY_FAISS, "l2", b"IHNs", b"IxSQ", _METRIC_L2),
+    ("float16", "innerproduct"): FaissLayout(LIBRARY_FAISS, "ip", b"IHNs", b"IxSQ", _METRIC_IP),
 }
+
+
+def _qtype(layout_key: str) -> int:
+    return _QT_FP16 if layout_key == "float16" else _QT_8BIT_DIRECT_SIGNED
 
 
 def faiss_layout(field: FieldInfo) -> FaissLayout:
@@ -144,6 +153,11 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _check_rows(field: FieldInfo, vectors: np.ndarray) -> np.ndarray:
+    if field.vector_data_type == "float16":
+        data = np.asarray(vectors, dtype=np.float32)
+        if data.ndim != 2 or data.shape[1] != field.vector_dimension or data.shape[0] < 1:
+            raise ValueError(f"field [{field.name}]: need float vectors of shape (n >= 1, {field.vector_dimension})")
+        return data
     binary = field.vector_data_type == "binary"
     width = field.vector_dimension // 8 if binary else field.vector_dimension
     dtype = np.uint8 if binary else np.int8
@@ -165,7 +179,7 @@ def build_faiss(field: FieldInfo, vectors: np.ndarray, m: int, ef_construction: 
     elif layout.space == "cosine":
         index = faiss.IndexHNSWFlat(d, m, _METRIC_IP)
     else:
-        index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit_direct_signed, m, layout.metric)
+        index = faiss.IndexHNSWSQ(d, _qtype(field.vector_data_type), m, layout.metric)
     index.hnsw.efConstruction = ef_construction
     assert index.is_trained  # direct SQ, flat and binary storages need no training
     with _omp_threads(os.cpu_count() or 1):
@@ -279,7 +293,7 @@ def _check_hnsw(c: _Cursor, count: int, m: int, ef_construction: int) -> None:
 
 
 def validate_blob(blob: memoryview, layout: FaissLayout, dimension: int, count: int, m: int,
-                  ef_construction: int, name: str) -> None:
+                  ef_construction: int, name: str, data_type: str = "byte") -> None:
     """Walk the faiss blob of a graph (faiss ``write_index`` layout) and raise :class:`CorruptIndexError`
     unless it is exactly the index the meta describes, with a memory-safe HNSW structure."""
     c = _Cursor(blob, name)
@@ -290,10 +304,11 @@ def validate_blob(blob: memoryview, layout: FaissLayout, dimension: int, count: 
     _check_index_header(c, layout, dimension, count, "storage")
     if layout.storage_fourcc == b"IxSQ":
         qtype, _rangestat, _arg, sq_d, code_size = c.unpack(_SQ_HEADER)
-        if (qtype, sq_d, code_size) != (_QT_8BIT_DIRECT_SIGNED, dimension, dimension):
+        width = dimension * (2 if data_type == "float16" else 1)
+        if (qtype, sq_d, code_size) != (_qtype(data_type), dimension, width):
             raise c.fail(f"scalar quantizer qtype={qtype} d={sq_d} code_size={code_size}")
         c.vector(np.float32, 0, "scalar quantizer training")
-        c.vector(np.uint8, count * dimension, "codes")
+        c.vector(np.uint8, count * width, "codes")
     elif layout.storage_fourcc == b"IxFI":
         c.vector(np.float32, count * dimension, "vectors")
     else:
@@ -333,7 +348,9 @@ def _popcount_rows(x: np.ndarray) -> np.ndarray:
 class FaissGraph(KnnGraph):
     """A loaded faiss HNSW index over one byte/binary field; labels are ordinals."""
 
-    def __init__(self, index: Any, layout: FaissLayout, field: str, dimension: int, count: int) -> None:
+    def __init__(self, index: Any, layout: FaissLayout, field: str, dimension: int, count: int,
+                 fp16: bool = False) -> None:
+        self.fp16 = fp16
         self.index = index
         self.layout = layout
         self.field = field
@@ -350,7 +367,7 @@ class FaissGraph(KnnGraph):
         else:
             storage = faiss.downcast_index(index.storage)
             codes = storage.codes
-            width = dimension * (4 if layout.space == "cosine" else 1)
+            width = dimension * (4 if layout.space == "cosine" else 2 if fp16 else 1)
             self._extra_bytes = storage.sq.trained.size() * 4 if layout.space != "cosine" else 0
         if (index.ntotal, index.d, storage.ntotal, codes.size()) != (count, dimension, count, count * width):
             raise ValueError(f"faiss index of field [{field}] does not hold {count} x {dimension} vectors")
@@ -359,6 +376,8 @@ class FaissGraph(KnnGraph):
             self._rows = raw
         elif layout.space == "cosine":
             self._rows = raw.view(np.float32)
+        elif fp16:
+            self._rows = raw.view(np.float16)
         else:  # direct_signed code = value + 128: flipping the top bit gives the int8 value
             self._rows = raw
         self._code_bytes = codes.size()
@@ -399,7 +418,7 @@ class FaissGraph(KnnGraph):
         elif self.layout.space == "cosine":
             dist = (np.float32(1.0) - q @ rows.T).astype(np.float32)
         else:
-            values = (rows ^ np.uint8(0x80)).view(np.int8).astype(np.float64)
+            values = rows.astype(np.float64) if self.fp16 else (rows ^ np.uint8(0x80)).view(np.int8).astype(np.float64)
             qq = q.astype(np.float64)
             if self.layout.space == "l2":
                 dist = ((qq * qq).sum(1)[:, None] - 2 * qq @ values.T + (values * values).sum(1)[None, :])

@@ -44,6 +44,7 @@ Raw distances returned by :meth:`KnnGraph.search` (smaller is nearer, whatever t
 
 from __future__ import annotations
 
+
 import os
 import tempfile
 import threading
@@ -52,6 +53,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import hnswlib
+
+from segstore.quantization.state import graph_field
 
 from segstore_codecs.segstore1.hnswlib_blob import validate_hnswlib_blob
 import msgpack
@@ -82,7 +85,7 @@ RANDOM_SEED = 100
 DEFAULT_M = 16
 DEFAULT_EF_CONSTRUCTION = 100
 HNSW_SPACES = {"l2": "l2", "innerproduct": "ip", "cosinesimil": "cosine"}  # field space -> hnswlib space
-_M_RANGE = (2, 2048)  # hnswlib needs M >= 2; the upper bound only rejects absurd (corrupt) values
+_M_RANGE = (1, 2048)  # the mapping accepts m > 0; the upper bound only rejects absurd (corrupt) values
 _EF_RANGE = (2, 1 << 20)
 _META_KEYS_V1 = frozenset(("space", "dimension", "m", "ef_construction", "count", "random_seed", "blob_length"))
 _META_KEYS = _META_KEYS_V1 | {"library"}
@@ -110,7 +113,7 @@ def graph_library(field: FieldInfo) -> tuple[str, str, FaissLayout | None]:
     when no graph of this format can serve the field's data type and space type."""
     if field.vector_data_type == "float":
         return LIBRARY_HNSWLIB, _hnsw_space(field), None
-    if field.vector_data_type in ("byte", "binary"):
+    if field.vector_data_type in ("byte", "binary", "float16"):
         layout = faiss_graph.faiss_layout(field)
         return layout.library, layout.space, layout
     raise ValueError(f"SegStore1HnswGraph does not support data_type [{field.vector_data_type}] of field "
@@ -118,7 +121,9 @@ def graph_library(field: FieldInfo) -> tuple[str, str, FaissLayout | None]:
 
 
 def _hnsw_params(field: FieldInfo) -> tuple[int, int]:
-    return (_int_attribute(field, "hnsw.m", DEFAULT_M, _M_RANGE),
+    # OpenSearch accepts any m > 0, but HNSW's level multiplier is 1/ln(m): both libraries need m >= 2, so a
+    # mapping's m = 1 builds (and records) an m = 2 graph.
+    return (max(2, _int_attribute(field, "hnsw.m", DEFAULT_M, _M_RANGE)),
             _int_attribute(field, "hnsw.ef_construction", DEFAULT_EF_CONSTRUCTION, _EF_RANGE))
 
 
@@ -208,7 +213,7 @@ def _write_faiss_graph(out: IndexOutput, segment_id: bytes, field: FieldInfo, in
     blob = faiss_graph.serialize(index)
     # Never publish a graph this reader would refuse (e.g. a faiss upgrade that changed its layout).
     faiss_graph.validate_blob(memoryview(blob), layout, field.vector_dimension, count, m, ef_construction,
-                              out.name)
+                              out.name, field.vector_data_type)
     meta = {"library": library, "space": space, "dimension": field.vector_dimension, "m": m,
             "ef_construction": ef_construction, "count": count, "random_seed": faiss_graph.FAISS_LEVEL_SEED,
             "blob_length": int(blob.nbytes)}
@@ -333,6 +338,8 @@ class SegStore1HnswGraphWriter(GraphWriter):
         self._done: str | None = None  # "finished" / "aborted"
 
     def add_field(self, field: FieldInfo, values: VectorValues) -> None:
+        """``values`` are the field's vectors, or for a quantized field its codes (see :func:`graph_field`)."""
+        field = graph_field(field)
         if self._done:
             raise AlreadyClosedError(f"graph writer of segment [{self._state.segment_info.name}] is {self._done}")
         if field.name in self._fields:
@@ -406,7 +413,7 @@ class SegStore1HnswGraphReader(GraphReader):
             if count < 1:  # the writer never writes a graph without vectors
                 raise CorruptIndexError(f"segment lists a graph for field [{fi.name}], which has no vector",
                                         graph_file_name(seg.name, fi))
-            self._expected[fi.name] = (fi, count)
+            self._expected[fi.name] = (graph_field(fi), count)
         self._locks = {name: threading.Lock() for name in self._expected}
         self._graphs: dict[str, KnnGraph] = {}
         self._closed = False
@@ -469,10 +476,11 @@ class SegStore1HnswGraphReader(GraphReader):
         assert layout is not None
         # The file's CRC passed; now the blob's whole structure, before faiss parses a byte of it.
         faiss_graph.validate_blob(blob, layout, field.vector_dimension, count, meta["m"], meta["ef_construction"],
-                                  name)
+                                  name, field.vector_data_type)
         try:
             index = faiss_graph.deserialize(blob, layout)
-            return FaissGraph(index, layout, field.name, field.vector_dimension, count)
+            return FaissGraph(index, layout, field.name, field.vector_dimension, count,
+                              fp16=field.vector_data_type == "float16")
         except (RuntimeError, ValueError) as e:  # faiss's own checks (FaissException) or ours on the result
             raise CorruptIndexError(f"faiss refused graph: {e}", name) from e
 

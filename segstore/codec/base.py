@@ -316,6 +316,12 @@ class Codec(ABC):
     def doc_values_format(self) -> "DocValuesFormat": ...
 
     @property
+    @abstractmethod
+    def quantization_state_format(self) -> Any:
+        """Persists per-field quantization states and codes (``write(dir, info, field, state, codes)``,
+        ``read(dir, info, field) -> QuantizedValues | None``)."""
+
+    @property
     def writable(self) -> bool:
         """False for frozen legacy codecs, which only read."""
         return True
@@ -358,3 +364,7 @@ class FilterCodec(Codec):
     @property
     def doc_values_format(self) -> "DocValuesFormat":
         return self.delegate.doc_values_format
+
+    @property
+    def quantization_state_format(self) -> Any:
+        return self.delegate.quantization_state_format

@@ -32,7 +32,9 @@ def vector_field_infos(mappings: Mappings, present: set[str], dv_present: set[st
     infos = []
     for path, fm in mappings.vector_fields.items():
         if path in present:
-            infos.append(FieldInfo(path, len(infos), fm.dimension, fm.data_type, fm.space_type,
+            dimension = fm.require_dimension()  # a model field: "Model ID '<id>' is not created."
+            assert fm.space_type is not None
+            infos.append(FieldInfo(path, len(infos), dimension, fm.data_type, fm.space_type,
                                    fm.field_attributes()))
     for path, (_, ftype) in mappings.doc_value_fields.items():
         if path in dv_present:

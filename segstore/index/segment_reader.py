@@ -52,6 +52,7 @@ class SegmentCoreReaders:
         self._deleter = deleter
         self._refs = 1
         self._lock = threading.Lock()
+        self._quantized: dict[str, Any] = {}
         if deleter is not None:
             deleter.inc_ref(info.files)
         try:
@@ -70,6 +71,14 @@ class SegmentCoreReaders:
         self.derived_root = [p for p in root if p and self.field_infos.get(p) is not None]
         self.derived_nested = [p for p in nested if p and self.field_infos.get(p) is not None]
 
+    def quantized(self, field: str) -> Any:
+        with self._lock:
+            if field not in self._quantized:
+                fi = self.field_infos.get(field)
+                self._quantized[field] = None if fi is None else \
+                    self.codec.quantization_state_format.read(self.directory, self.info, fi)
+            return self._quantized[field]
+
     def inc_ref(self) -> None:
         with self._lock:
             if self._refs <= 0:
@@ -81,7 +90,8 @@ class SegmentCoreReaders:
             self._refs -= 1
             last = self._refs == 0
         if last:
-            for r in (self.doc_values, self.graphs, self.vectors, self.stored):
+            for r in (self.doc_values, self.graphs, self.vectors, self.stored,
+                      *(q for q in self._quantized.values() if q is not None)):
                 r.close()
             if self._deleter is not None:
                 self._deleter.dec_ref(self.info.files)
@@ -159,6 +169,10 @@ class SegmentReader:
 
     def graph(self, field: str) -> KnnGraph | None:
         return self.core.graphs.get(field)
+
+    def quantized(self, field: str) -> Any:
+        """The field's quantization state and codes (``QuantizedValues``), or None if not quantized."""
+        return self.core.quantized(field)
 
     def stored_document(self, doc: int) -> dict[str, Any]:
         """The raw stored record (``_source`` still masked msgpack bytes)."""

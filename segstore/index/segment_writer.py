@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from segstore.codec.base import Codec, VectorValues
+from segstore.quantization.state import graph_field, quantizer_for, train
 from segstore.index.field_infos import FieldInfo, FieldInfos
 from segstore.index.file_names import segment_file_name
 from segstore.index.segment_info import SegmentCommitInfo, SegmentInfo, new_segment_id
@@ -58,6 +59,7 @@ def write_segment(
     vec_writer = None
     graph_writer = None
     dv_writer = None
+    state_files: list[str] = []
     try:
         t0 = time.perf_counter()
         count = 0
@@ -82,10 +84,24 @@ def write_segment(
         graph_writer = codec.graph_format.fields_writer(state)
         for fi in field_infos.vector_fields():
             rows, docs = vectors[fi.name]
-            if rows.shape[0] > 0 and build_graph(fi, rows.shape[0]):
-                graph_writer.add_field(fi, VectorValues(fi.name, fi.vector_dimension, fi.vector_data_type,
-                                                        rows, docs))
+            if rows.shape[0] == 0:
+                continue
+            graph_rows = rows
+            q = quantizer_for(fi.attributes, fi.vector_space_type) if fi.vector_data_type == "float" else None
+            if q is not None:
+                # Quantization state is trained on this segment's own vectors, at flush and at merge.
+                qstate = train(q[0], q[1], rows, normalize=fi.vector_space_type == "cosinesimil",
+                               clip=fi.attributes.get("encoder.clip") == "true")
+                codes = qstate.encode(rows)
+                state_files.append(codec.quantization_state_format.write(directory, info, fi, qstate, codes))
+                graph_rows = codes.view(np.int8) if qstate.kind == "sq7" else (
+                    qstate.prepare(rows) if qstate.kind == "fp16" else codes)
+            if build_graph(fi, rows.shape[0]):
+                gf = graph_field(fi)
+                graph_writer.add_field(fi, VectorValues(fi.name, gf.vector_dimension, gf.vector_data_type,
+                                                        graph_rows, docs))
         graph_writer.finish()
+        state.files.update(state_files)
         t["graph"] = time.perf_counter() - t0
 
         dv_writer = codec.doc_values_format.fields_writer(state)
@@ -113,7 +129,7 @@ def write_segment(
                     w.abort()
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
-        for f in set(state.files) | set(published):
+        for f in set(state.files) | set(published) | set(state_files):
             try:
                 directory.delete_file(f)
             except (FileNotFoundError, OSError):

@@ -109,7 +109,8 @@ class DocumentParser:
         results: list[ParsedDocument | ValidationError],
     ) -> None:
         values = [v if isinstance(v, list) else [v] for _, v in items]
-        width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
+        dimension = fm.dimension if fm.dimension is not None else -1  # a model field: the slow path names it
+        width = dimension // 8 if fm.data_type == "binary" else dimension
         try:
             # Infer the dtype first: rows of only numbers come out int/float, while booleans, nulls and
             # strings give bool/object/str arrays and take the slow path, which names the bad token.
@@ -147,9 +148,10 @@ class DocumentParser:
 def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:
     """Check one vector value and return it as a 1 x width float64 array (raises IllegalArgumentError)."""
     values = value if isinstance(value, list) else [value]
-    width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
+    dimension = fm.require_dimension()  # "Model ID '<id>' is not created." for an untrained model field
+    width = dimension // 8 if fm.data_type == "binary" else dimension
     if len(values) == 0:
-        raise IllegalArgumentError("Vector dimension mismatch. Expected: %d, Given: 0" % fm.dimension)
+        raise IllegalArgumentError("Vector dimension mismatch. Expected: %d, Given: 0" % dimension)
     # This is the slow path (one vector that failed the batch checks), so a scan per element is fine.
     bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))), _NONE)
     if bad is not _NONE and not (isinstance(bad, str) and _is_number(bad)):

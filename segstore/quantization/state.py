@@ -15,15 +15,16 @@ sq bits 7   (lucene 4x)                 lower, upper
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from segstore.index.field_infos import FieldInfo
 from segstore.quantization.binary import encode_binary, train_binary
 from segstore.quantization.scalar import decode_sq7, encode_fp16, encode_sq7, train_sq7
 
-__all__ = ["QuantizationState", "train", "quantizer_for"]
+__all__ = ["QuantizationState", "train", "quantizer_for", "graph_field"]
 
 
 @dataclass
@@ -50,7 +51,7 @@ class QuantizationState:
             return 2 * self.dimension
         return self.dimension
 
-    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
         if v.ndim == 1:
             v = v[None, :]
@@ -61,7 +62,7 @@ class QuantizationState:
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         """Codes of float32 ``vectors`` (also used for queries)."""
-        v = self._prepare(vectors)
+        v = self.prepare(vectors)
         if self.kind == "binary":
             assert self.thresholds is not None
             return encode_binary(v, self.thresholds)
@@ -85,7 +86,7 @@ def train(kind: str, bits: int, vectors: np.ndarray, *, normalize: bool = False,
     state = QuantizationState(kind, bits, d, normalize, clip=clip)
     if vectors.shape[0] == 0:
         return state
-    v = state._prepare(vectors)
+    v = state.prepare(vectors)
     if kind == "binary":
         state.thresholds = train_binary(v, bits)
     elif kind == "sq7":
@@ -107,3 +108,21 @@ def quantizer_for(attributes: dict[str, str], space: str) -> tuple[str, int] | N
         if bits == "1":
             return "binary", 1
     return None
+
+
+def graph_field(fi: FieldInfo) -> FieldInfo:
+    """The field a graph is built over: ``fi`` itself, or, for a quantized float field, the field of its
+    codes (binary quantization -> a binary Hamming graph of B*d bits; 7-bit SQ -> byte codes; fp16 ->
+    faiss SQfp16). Cosine vectors are unit-length before quantization, so l2/inner product rank them."""
+    q = quantizer_for(fi.attributes, fi.vector_space_type)
+    if q is None or fi.vector_data_type != "float":
+        return fi
+    kind, bits = q
+    d, space = fi.vector_dimension, fi.vector_space_type
+    if kind == "binary":
+        return replace(fi, vector_dimension=(bits * d + 7) // 8 * 8, vector_data_type="binary",
+                       vector_space_type="hamming")
+    if kind == "sq7":
+        return replace(fi, vector_data_type="byte", vector_space_type="innerproduct" if space == "innerproduct"
+                       else "l2")
+    return replace(fi, vector_data_type="float16", vector_space_type="l2" if space == "l2" else "innerproduct")

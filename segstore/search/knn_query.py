@@ -113,6 +113,7 @@ def knn_search(
     ef_search: int = 100,
     accept_docs: Callable[[SegmentReader], np.ndarray | None] | None = None,
     filtered_exact_threshold: int | None = None,
+    per_segment: bool = False,
 ) -> TopDocs:
     """The k nearest live documents to ``query`` (already validated and canonical: float32/int8/uint8)."""
     all_scores: list[np.ndarray] = []
@@ -133,7 +134,9 @@ def knn_search(
     docs = np.concatenate(all_docs)
     s = np.concatenate(all_scores)
     leaves = np.concatenate(all_leaves)
-    return _top(reader, docs, s, leaves, k, total)
+    # faiss (no rescoring) returns up to k per segment and the coordinator keeps the top ``size`` of all
+    # of them; Lucene returns k per shard.
+    return _top(reader, docs, s, leaves, int(s.shape[0]) if per_segment else k, total if per_segment else min(total, k))
 
 
 def _top(reader: DirectoryReader, docs: np.ndarray, s: np.ndarray, leaves: np.ndarray, k: int,

@@ -20,6 +20,8 @@ from segstore.mapping.document_parser import _encode, _validate_one
 from segstore.mapping.mappings import Mappings
 from segstore.floats import shortest_float32
 from segstore.search.knn_query import knn_search, radial_search
+from segstore.search.quantized import quantized_knn_search
+from segstore.search.rescore import resolve_rescore
 from segstore.search.similarity import scores as exact_scores
 from segstore.search.query_dsl import Filter, KnnClause, ParsedQuery, parse_query
 from segstore.search.source_filter import SourceFilter
@@ -43,8 +45,9 @@ class IndexSearcher:
 
     def query_vector(self, field: str, vector: Any) -> np.ndarray:
         fm = self.mappings.vector_fields[field]
+        dimension = fm.require_dimension()  # "Model ID '<id>' is not created." for an untrained model field
         values = vector if isinstance(vector, list) else [vector]
-        width = fm.dimension // 8 if fm.data_type == "binary" else fm.dimension
+        width = dimension // 8 if fm.data_type == "binary" else dimension
         if len(values) != width:
             given = len(values) * 8 if fm.data_type == "binary" else len(values)
             raise IllegalArgumentError(f"Query vector has invalid dimension: {given}. Dimension should be: "
@@ -75,6 +78,8 @@ class IndexSearcher:
             raise IllegalArgumentError(f"Field '{knn.field}' is not knn_vector type.")
         if not fm.knn:
             raise IllegalArgumentError(f"Field '{knn.field}' is not built for ANN search.")
+        fm.require_dimension()  # a model field whose model is not created has no engine/method yet
+        assert fm.engine is not None and fm.method is not None
         if knn.expand_nested_docs is not None and self.mappings.nested_scope(knn.field) is None:
             raise IllegalArgumentError("Invalid value provided for the [expand_nested_docs] field. "
                                        "[expand_nested_docs] is only supported with a nested field.")
@@ -92,6 +97,8 @@ class IndexSearcher:
         q = self.query_vector(knn.field, knn.vector)
         filters = [f for f in (knn.filter, outer) if f is not None]
         accept = self._masker(filters) if filters else None
+        if radial and fm.encoder is not None and fm.encoder.get("name") == "binary":
+            raise IllegalArgumentError("Radial search is not supported for indices which have quantization enabled")
         if radial:
             if fm.engine == "nmslib":
                 raise IllegalArgumentError("Engine [NMSLIB] does not support radial search")
@@ -112,10 +119,23 @@ class IndexSearcher:
                 raise IllegalArgumentError("Engine [NMSLIB] does not support filters")
             ef = knn.ef_search or fm.ef_search or self.settings.ef_search
             threshold = self.settings.get("index.knn.advanced.filtered_exact_search_threshold")
-            top = knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), accept,
-                             int(threshold) if threshold is not None else None)
-            if fm.engine == "lucene":  # Lucene returns up to k per shard, faiss up to k per segment
-                top = type(top)(min(top.total_hits, knn.k), top.score_docs[: knn.k])
+            threshold = int(threshold) if threshold is not None else None
+            pre = self._masker([knn.filter]) if knn.filter is not None else None
+            if fm.encoder is not None and fm.data_type == "float":
+                ctx = resolve_rescore(
+                    knn.rescore, mode_typed=fm.mode if fm.user_mode else None, compression=fm.compression_level,
+                    dimension=int(fm.dimension or 0),
+                    shard_level_rescoring_disabled=str(self.settings.get(
+                        "index.knn.disk.vector.shard_level_rescoring_disabled")).lower() == "true")
+                top = quantized_knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), ctx, pre, threshold)
+            else:
+                top = knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), pre, threshold,
+                                 per_segment=fm.engine != "lucene")
+            if outer is not None:
+                # Clauses next to a knn query filter its results afterwards (post-filtering, as OpenSearch).
+                post = self._masker([outer])
+                kept = [sd for sd in top.score_docs if post(self.reader.leaves[sd.leaf])[sd.doc]]
+                top = type(top)(len(kept), kept)
         hits = [(sd.score * knn.boost if knn.boost != 1.0 else sd.score, sd.leaf, sd.doc) for sd in top.score_docs]
         return top.total_hits, hits
 

@@ -651,9 +651,6 @@ def test_knn_total_is_k_per_segment_for_faiss(client, index_name, knn_index):
     assert [h["_id"] for h in resp["hits"]["hits"]][:2] == ["0-0", "0-1"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-3: with faiss the hits are cut to k although hits.total counts k per "
-                   "segment; OpenSearch's per-segment KNNQuery returns up to k docs per segment and the collector "
-                   "keeps the top `size` of all of them")
 def test_knn_faiss_hits_up_to_size_across_segments(client, index_name, knn_index):
     knn_index(index_name, refresh_interval="-1")
     for seg in range(2):
@@ -684,9 +681,6 @@ def test_max_score_ignores_from(client, populated):
     assert resp["hits"]["max_score"] == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-4: a bool filter/must_not next to a knn clause is applied as an efficient "
-                   "pre-filter; OpenSearch applies it after the ANN search (Boolean post-filter), so fewer than k "
-                   "hits may come back")
 def test_bool_filter_around_knn_is_post_filter(client, populated):
     # top-2 by l2 from [1,1] are 4 and 1; the bool filter keeps tag a -> only 1 survives.
     resp = client.search(index=populated, body={"query": {"bool": {
