@@ -45,6 +45,7 @@ from segstore.derived_source.mask import inject_source
 from segstore.mapping.document_parser import DocumentParser, ParsedDocument
 from segstore.mapping.dynamic import dynamic_properties, merge_properties
 from segstore.mapping.mappings import Mappings
+from segstore.search.source_filter import SourceFilter
 from segstore.translog import Translog
 
 __all__ = ["IndexWriter"]
@@ -114,9 +115,12 @@ class IndexWriter:
     # ------------------------------------------------------------------------------------------ helpers
 
     def _derived_paths(self) -> list[str]:
+        """Derived vector paths (derived-source.md §1.1): the index setting is on, ``_source`` is enabled,
+        the field has no ``copy_to``, and the mapping's ``_source`` includes/excludes keep the field."""
         if not self.settings.derived_source or not self.mappings.source_enabled:
             return []
-        return [p for p, fm in self.mappings.vector_fields.items() if not fm.copy_to]
+        keep = SourceFilter(self.mappings.source_includes, self.mappings.source_excludes)
+        return [p for p, fm in self.mappings.vector_fields.items() if not fm.copy_to and keep.keeps(p)]
 
     def _ensure_open(self) -> None:
         if self._closed:

@@ -24,6 +24,7 @@ from segstore.errors import IllegalArgumentError, MapperParsingError, Validation
 from segstore.mapping.dynamic import extract_doc_values
 from segstore.mapping.knn_vector import KnnVectorMapping
 from segstore.mapping.mappings import Mappings
+from segstore.search.source_filter import SourceFilter
 
 __all__ = ["ParsedDocument", "DocumentParser"]
 
@@ -54,6 +55,8 @@ class DocumentParser:
         self.mappings = mappings
         self.derived_paths = list(derived_paths)
         self._vector_parts = {p: split_path(p) for p in mappings.vector_fields}
+        self._source_filter = (SourceFilter(mappings.source_includes, mappings.source_excludes)
+                               if mappings.source_includes or mappings.source_excludes else None)
 
     def parse(self, docs: Sequence[tuple[str, Any]]) -> list[ParsedDocument | ValidationError]:
         """Parse a batch; each slot holds the parsed document or the error that rejects it."""
@@ -97,8 +100,11 @@ class DocumentParser:
         stored: dict[str, Any] | None = source
         if not self.mappings.source_enabled:
             stored = None
-        elif self.derived_paths:
-            stored = mask_source(source, self.derived_paths)
+        else:
+            if self._source_filter is not None:  # the mapping's _source includes/excludes: store what remains
+                stored = self._source_filter.apply(source)
+            if self.derived_paths:
+                stored = mask_source(stored, self.derived_paths)
         return ParsedDocument(doc_id=doc_id, stored_source=stored, doc_values=doc_values)
 
     def _convert_field(
