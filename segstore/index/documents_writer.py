@@ -21,7 +21,19 @@ from segstore.index.segment_writer import write_segment
 from segstore.mapping.mappings import Mappings
 from segstore.store.directory import Directory
 
-__all__ = ["flush_documents", "vector_field_infos"]
+__all__ = ["flush_documents", "vector_field_infos", "root_doc_ids", "ROOT_FIELD"]
+
+ROOT_FIELD = "_root"  # doc values marking root documents; absent when a segment has no nested documents
+
+
+def root_doc_ids(docs: Sequence[BufferedDoc]) -> list[int]:
+    """Doc id of each document's root in a segment made of ``docs`` (children precede their root)."""
+    out, next_id = [], 0
+    for d in docs:
+        next_id += len(d.children)
+        out.append(next_id)
+        next_id += 1
+    return out
 
 _DTYPES = {"float": np.float32, "byte": np.int8, "binary": np.uint8}
 
@@ -53,24 +65,45 @@ def flush_documents(
     build_graph_min_vectors: int,
 ) -> SegmentCommitInfo:
     """Write ``docs`` as segment ``name``."""
-    present = {p for d in docs for p in d.vectors}
+    roots = root_doc_ids(docs)
+    max_doc = roots[-1] + 1 if roots else 0
+    has_children = max_doc != len(docs)
+    present = {p for d in docs for p in d.vectors} | {p for d in docs for _, v in d.children for p in v}
     dv_present = {p for d in docs for p in d.doc_values}
     field_infos = vector_field_infos(mappings, present, dv_present)
+    if has_children:
+        field_infos = FieldInfos(list(field_infos) + [FieldInfo(ROOT_FIELD, len(field_infos),
+                                                               attributes={"doc_values": "numeric"})])
     doc_values: dict[str, tuple[np.ndarray, list]] = {}
     for path in dv_present:
         ids: list[int] = []
         vals: list = []
-        for i, d in enumerate(docs):
+        for root, d in zip(roots, docs):
             got = d.doc_values.get(path)
             if got:
-                ids.extend([i] * len(got))
+                ids.extend([root] * len(got))
                 vals.extend(got)
         doc_values[path] = (np.asarray(ids, dtype=np.int32), vals)
+    if has_children:
+        doc_values[ROOT_FIELD] = (np.asarray(roots, dtype=np.int32), [1] * len(roots))
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for fi in field_infos.vector_fields():
-        docs_with = [(i, d.vectors[fi.name]) for i, d in enumerate(docs) if fi.name in d.vectors]
-        rows = np.stack([v for _, v in docs_with]).astype(_DTYPES[fi.vector_data_type], copy=False)
-        vectors[fi.name] = (rows, np.fromiter((i for i, _ in docs_with), dtype=np.int32, count=len(docs_with)))
+        with_field: list[tuple[int, np.ndarray]] = []
+        for root, d in zip(roots, docs):
+            first = root - len(d.children)
+            with_field.extend((first + c, vecs[fi.name]) for c, (_, vecs) in enumerate(d.children)
+                              if fi.name in vecs)
+            if fi.name in d.vectors:
+                with_field.append((root, d.vectors[fi.name]))
+        rows = np.stack([v for _, v in with_field]).astype(_DTYPES[fi.vector_data_type], copy=False)
+        vectors[fi.name] = (rows, np.fromiter((i for i, _ in with_field), dtype=np.int32, count=len(with_field)))
+
+    def records() -> list:
+        out: list = []
+        for d in docs:
+            out.extend({"_nested_path": path} for path, _ in d.children)
+            out.append(d.stored_record())
+        return out
     root = [p for p in derived_paths if mappings.nested_scope(p) is None]
     nested = [p for p in derived_paths if mappings.nested_scope(p) is not None]
     attributes = {}
@@ -82,5 +115,5 @@ def flush_documents(
     def build_graph(fi: FieldInfo, count: int) -> bool:
         return fi.attributes.get("knn") == "true" and count >= max(1, build_graph_min_vectors)
 
-    return write_segment(codec, directory, name, (d.stored_record() for d in docs), len(docs), field_infos,
+    return write_segment(codec, directory, name, records(), max_doc, field_infos,
                          vectors, build_graph, attributes, {"source": "flush"}, doc_values=doc_values)

@@ -29,7 +29,7 @@ from segstore.codec.registry import default_codec
 from segstore.errors import AlreadyClosedError, ValidationError
 from segstore.index.catalog import Catalog
 from segstore.index.directory_reader import DirectoryReader
-from segstore.index.documents_writer import flush_documents
+from segstore.index.documents_writer import flush_documents, root_doc_ids
 from segstore.index.file_deleter import IndexFileDeleter
 from segstore.index.file_names import WRITE_LOCK_NAME, segment_name
 from segstore.index.index_files import IndexFiles
@@ -100,6 +100,7 @@ class IndexWriter:
             self._max_seq_no: int = state.record.get("max_seq_no", -1)
             self._buffer: dict[str, BufferedDoc] = {}
             self._flushing: dict[str, tuple[str, int, BufferedDoc]] = {}
+            self._flushing_roots: tuple[str, np.ndarray] = ("", np.zeros(0, dtype=np.int64))
             self._versions: dict[str, VersionValue] = {}
             self._pending_deletes: dict[str, list[int]] = {}
             self._merging: set[str] = set()
@@ -121,6 +122,15 @@ class IndexWriter:
             return []
         keep = SourceFilter(self.mappings.source_includes, self.mappings.source_excludes)
         return [p for p, fm in self.mappings.vector_fields.items() if not fm.copy_to and keep.keeps(p)]
+
+    def _block_start(self, segment: str, root: int) -> int:
+        """First doc id of the block whose root is ``root`` (its nested children come first)."""
+        name, roots = self._flushing_roots
+        if name == segment:
+            i = int(np.searchsorted(roots, root))
+            return int(roots[i - 1]) + 1 if i > 0 else 0
+        leaf = self._reader.leaf(segment)
+        return root if leaf is None else leaf.block_start(root)
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -257,10 +267,12 @@ class IndexWriter:
         if source is not None and self.parser.derived_paths:
             suppliers = {}
             for path in self.parser.derived_paths:
-                if path in d.vectors:
-                    dt = self.mappings.vector_fields[path].data_type
-                    row = [vector_to_json(dt, d.vectors[path])]
-                    suppliers[path] = (lambda row=row: iter(row))
+                dt = self.mappings.vector_fields[path].data_type
+                if self.mappings.nested_scope(path) is None:
+                    rows = [vector_to_json(dt, d.vectors[path])] if path in d.vectors else []
+                else:  # nested vectors: in block order, one per child that has one
+                    rows = [vector_to_json(dt, vecs[path]) for _, vecs in d.children if path in vecs]
+                suppliers[path] = (lambda rows=rows: iter(rows))
             source = inject_source(source, suppliers)
         return GetResult(d.doc_id, d.version, d.seq_no, source)
 
@@ -277,9 +289,11 @@ class IndexWriter:
                 self._buffer = {}
                 name = self._next_segment_name() if docs else None
                 if name is not None:
-                    for i, d in enumerate(docs):
-                        self._versions[d.doc_id] = VersionValue(d.version, d.seq_no, (name, i))
-                        self._flushing[d.doc_id] = (name, i, d)
+                    roots = root_doc_ids(docs)
+                    self._flushing_roots = (name, np.asarray(roots, dtype=np.int64))
+                    for root, d in zip(roots, docs):
+                        self._versions[d.doc_id] = VersionValue(d.version, d.seq_no, (name, root))
+                        self._flushing[d.doc_id] = (name, root, d)
             new_sci = None
             if name is not None:
                 try:
@@ -293,6 +307,7 @@ class IndexWriter:
                     self._segments.append(new_sci)
                     self._live[new_sci.name] = None
                 self._flushing = {}
+                self._flushing_roots = ("", np.zeros(0, dtype=np.int64))
                 self._apply_pending_deletes()
                 self._open_new_reader()
                 self._last_refresh = time.monotonic()

@@ -80,6 +80,7 @@ def _commit_merge(w: "IndexWriter", readers: list[SegmentReader], result: MergeR
     w._live[sci.name] = live
     name = sci.name
     for new_doc in np.flatnonzero(merged_live).tolist():
-        w._versions[result.ids[new_doc]] = VersionValue(result.versions[new_doc], result.seq_nos[new_doc],
-                                                        (name, new_doc))
+        doc_id = result.ids[new_doc]
+        if doc_id is not None:  # nested children have no id; their root carries the block's location
+            w._versions[doc_id] = VersionValue(result.versions[new_doc], result.seq_nos[new_doc], (name, new_doc))
     w._open_new_reader()

@@ -65,6 +65,8 @@ class BufferedDoc:
     stored_source: dict[str, Any] | None
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     doc_values: dict[str, list[Any]] = field(default_factory=dict)
+    # Nested child documents in block order: (nested path, vectors of the fields in that scope).
+    children: list[tuple[str, dict[str, np.ndarray]]] = field(default_factory=list)
 
     def stored_record(self) -> dict[str, Any]:
         """The stored-fields record: ``_source`` is kept as msgpack bytes so merges copy it undecoded."""
@@ -76,4 +78,5 @@ class BufferedDoc:
     def to_translog(self) -> dict[str, Any]:
         return {"op": "index", "seq_no": self.seq_no, "version": self.version, "id": self.doc_id,
                 "source": self.stored_source,
-                "vectors": {p: v.tobytes() for p, v in self.vectors.items()}, "dv": self.doc_values}
+                "vectors": {p: v.tobytes() for p, v in self.vectors.items()}, "dv": self.doc_values,
+                "children": [[path, {p: v.tobytes() for p, v in vecs.items()}] for path, vecs in self.children]}

@@ -116,6 +116,16 @@ class SegmentMerger:
             )
         doc_values: dict[str, tuple[np.ndarray, object]] = {}
         for fi in field_infos:
+            if fi.name == "_root":
+                # Roots of inputs without nested documents are all their (live) docs.
+                parts = []
+                for r, m in zip(self.readers, maps):
+                    roots = r.roots if r.roots is not None else np.arange(r.max_doc)
+                    new_ids = m[roots]
+                    parts.append(new_ids[new_ids >= 0])
+                merged_roots = np.concatenate(parts).astype(np.int32)
+                doc_values["_root"] = (merged_roots, np.ones(merged_roots.shape[0], dtype=np.int64))
+                continue
             if fi.attributes.get("doc_values") is None:
                 continue
             d_parts, v_parts = [], []
@@ -141,7 +151,7 @@ class SegmentMerger:
                 live_docs = np.flatnonzero(m >= 0)
                 for raw in r.core.stored.raw_documents(live_docs.tolist()):
                     head: dict[str, Any] = msgpack.unpackb(raw, raw=False)
-                    ids.append(head["_id"])
+                    ids.append(head.get("_id"))  # nested child records have no id
                     versions.append(int(head.get("_version", 1)))
                     seq_nos.append(int(head.get("_seq_no", -1)))
                     yield raw

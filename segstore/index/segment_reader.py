@@ -66,6 +66,8 @@ class SegmentCoreReaders:
             if deleter is not None:
                 deleter.dec_ref(info.files)
             raise
+        root_dv = self.doc_values.get("_root")
+        self.roots: np.ndarray | None = None if root_dv is None else np.asarray(root_dv.docs, dtype=np.int64)
         root, nested = derived_paths(info.attributes)
         # Only paths with vector values in this segment are injected (derived-source.md §1.6 step 1).
         self.derived_root = [p for p in root if p and self.field_infos.get(p) is not None]
@@ -151,6 +153,35 @@ class SegmentReader:
     def is_live(self, doc: int) -> bool:
         return self.live is None or bool(self.live[doc])
 
+    @property
+    def roots(self) -> np.ndarray | None:
+        """Sorted doc ids of root documents, or None when the segment has no nested documents (then every
+        document is a root)."""
+        return self.core.roots
+
+    def root_mask(self) -> np.ndarray | None:
+        roots = self.core.roots
+        if roots is None:
+            return None
+        mask = np.zeros(self.max_doc, dtype=bool)
+        mask[roots] = True
+        return mask
+
+    def block_start(self, root: int) -> int:
+        """First doc of ``root``'s block: the doc after the previous root (exact, never a guess)."""
+        roots = self.core.roots
+        if roots is None:
+            return root
+        i = int(np.searchsorted(roots, root))
+        return int(roots[i - 1]) + 1 if i > 0 else 0
+
+    def parents(self, docs: np.ndarray) -> np.ndarray:
+        """The root of each doc (a root is its own parent)."""
+        roots = self.core.roots
+        if roots is None:
+            return np.asarray(docs, dtype=np.int64)
+        return roots[np.searchsorted(roots, docs)].astype(np.int64)
+
     def live_ords(self, field: str) -> np.ndarray | None:
         """Per-ordinal liveness of ``field``'s vectors (None when no doc is deleted); cached per reader."""
         if self.live is None:
@@ -185,9 +216,22 @@ class SegmentReader:
         if raw is None:
             return None
         source = msgpack.unpackb(raw, raw=False)
-        if not self.core.derived_root or not isinstance(source, dict):
+        if not (self.core.derived_root or self.core.derived_nested) or not isinstance(source, dict):
             return source  # type: ignore[no-any-return]
         suppliers = {}
+        start = self.block_start(doc)
+        for path in self.core.derived_nested:
+            # Children's vectors are handed out in block order to the non-null masked occurrences: the k-th
+            # occurrence in source order is the k-th child of the block that has a vector (derived-source §2.3).
+            values = self.core.vectors.get(path)
+            fi = self.core.field_infos.get(path)
+            assert fi is not None
+            if values is None:
+                rows: list[Any] = []
+            else:
+                lo, hi = np.searchsorted(values.ord_to_doc, [start, doc])
+                rows = [vector_to_json(fi.vector_data_type, values.vectors[o]) for o in range(int(lo), int(hi))]
+            suppliers[path] = (lambda rows=rows: iter(rows))
         for path in self.core.derived_root:
             values = self.core.vectors.get(path)
             fi = self.core.field_infos.get(path)

@@ -91,7 +91,8 @@ class OpResolver:
                     continue
                 seq_no += 1
                 version = cur.version + 1 if cur is not None else 1
-                doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors, p.doc_values)
+                doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors, p.doc_values,
+                                  [(c.path, c.vectors) for c in p.children])
                 log_ops.append(doc.to_translog())
                 results.append(OpResult(doc_id, "updated" if exists else "created", version, seq_no))
                 apply.append(lambda doc=doc, cur=cur: self.apply_index(doc, cur))
@@ -115,7 +116,9 @@ class OpResolver:
             self.w._buffer.pop(doc_id, None)
         else:
             seg, doc = cur.location
-            self.w._pending_deletes.setdefault(seg, []).append(doc)
+            # a document is its whole block: nested children first, the root last
+            start = self.w._block_start(seg, doc)
+            self.w._pending_deletes.setdefault(seg, []).extend(range(start, doc + 1))
 
     def apply_index(self, doc: BufferedDoc, cur: VersionValue | None) -> None:
         w = self.w
@@ -132,18 +135,23 @@ class OpResolver:
         w._versions[doc_id] = VersionValue(version, seq_no, None, deleted=True)
         w._max_seq_no = max(w._max_seq_no, seq_no)
 
+    def _vectors(self, logged: dict[str, bytes]) -> dict[str, np.ndarray]:
+        out = {}
+        for path, raw in logged.items():
+            fm = self.w.mappings.vector_fields[path]
+            out[path] = np.frombuffer(raw, dtype=_DTYPES[fm.data_type]).copy()
+        return out
+
     def replay(self, op: dict[str, Any]) -> None:
         """Re-apply one translog operation. Vectors come from the logged canonical bytes, never from the
         (possibly masked) logged source, so a mask is never indexed as data."""
         doc_id = op["id"]
         cur = self.current(doc_id)
         if op["op"] == "index":
-            vectors = {}
-            for path, raw in (op.get("vectors") or {}).items():
-                fm = self.w.mappings.vector_fields[path]
-                vectors[path] = np.frombuffer(raw, dtype=_DTYPES[fm.data_type]).copy()
+            vectors = self._vectors(op.get("vectors") or {})
+            children = [(path, self._vectors(vecs)) for path, vecs in (op.get("children") or [])]
             self.apply_index(BufferedDoc(doc_id, op["seq_no"], op["version"], op.get("source"), vectors,
-                                         op.get("dv") or {}), cur)
+                                         op.get("dv") or {}, children), cur)
         elif op["op"] == "delete":
             self.apply_delete(doc_id, cur, op["version"], op["seq_no"])
         else:

@@ -24,9 +24,10 @@ from segstore.errors import IllegalArgumentError, MapperParsingError, Validation
 from segstore.mapping.dynamic import extract_doc_values
 from segstore.mapping.knn_vector import KnnVectorMapping
 from segstore.mapping.mappings import Mappings
+from segstore.mapping.nested import nested_children
 from segstore.search.source_filter import SourceFilter
 
-__all__ = ["ParsedDocument", "DocumentParser"]
+__all__ = ["ParsedDocument", "ParsedChild", "DocumentParser"]
 
 
 @dataclass
@@ -38,6 +39,15 @@ class ParsedDocument:
     stored_source: dict[str, Any] | None
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     doc_values: dict[str, list[Any]] = field(default_factory=dict)
+    children: list["ParsedChild"] = field(default_factory=list)
+
+
+@dataclass
+class ParsedChild:
+    """A nested child document (block order): its nested path and the vectors of fields in that scope."""
+
+    path: str
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _preview(value: Any) -> str:
@@ -61,41 +71,44 @@ class DocumentParser:
     def parse(self, docs: Sequence[tuple[str, Any]]) -> list[ParsedDocument | ValidationError]:
         """Parse a batch; each slot holds the parsed document or the error that rejects it."""
         results: list[ParsedDocument | ValidationError] = []
-        raw: dict[str, list[tuple[int, Any]]] = {p: [] for p in self._vector_parts}
+        raw: dict[str, list[tuple[int, int, Any]]] = {p: [] for p in self._vector_parts}
         for i, (doc_id, source) in enumerate(docs):
             try:
                 results.append(self._parse_structure(doc_id, source, raw, i))
             except ValidationError as e:
                 results.append(e)
         for path, items in raw.items():
-            live = [(i, v) for i, v in items if isinstance(results[i], ParsedDocument)]
+            live = [(i, c, v) for i, c, v in items if isinstance(results[i], ParsedDocument)]
             if live:
                 self._convert_field(self.mappings.vector_fields[path], live, docs, results)
         return results
 
     def _parse_structure(
-        self, doc_id: str, source: Any, raw: dict[str, list[tuple[int, Any]]], slot: int
+        self, doc_id: str, source: Any, raw: dict[str, list[tuple[int, int, Any]]], slot: int
     ) -> ParsedDocument:
         if not isinstance(source, dict):
             raise MapperParsingError("failed to parse", caused_by=IllegalArgumentError(
                 f"source must be a JSON object, got [{type(source).__name__}]", "not_x_content_exception"))
+        children = nested_children(source, self.mappings)
         for path, parts in self._vector_parts.items():
-            values = collect_expanded(source, parts)
-            if not values:
-                continue
-            if self.mappings.nested_scope(path) is not None:
-                raise MapperParsingError(
-                    f"knn_vector field [{path}] inside a nested field is not supported by this segstore version"
-                )
-            if len(values) > 1:
-                raise MapperParsingError(
-                    f"failed to parse field [{path}] of type [knn_vector] in document with id '{doc_id}'. "
-                    f"Preview of field's value: '{_preview(values[1])}'",
-                    caused_by=IllegalArgumentError(
-                        f"Field [{path}] of type [knn_vector] doesn't support indexing multiple values for the "
-                        "same field in the same document"),
-                )
-            raw[path].append((slot, values[0]))
+            scope = self.mappings.nested_scope(path)
+            if scope is None:
+                targets = [(-1, collect_expanded(source, parts))]
+            else:  # a nested field: its values live in the child documents of its scope
+                rel = tuple(path[len(scope) + 1:].split("."))
+                targets = [(c, collect_expanded(ch.obj, rel)) for c, ch in enumerate(children) if ch.path == scope]
+            for target, values in targets:
+                if not values:
+                    continue
+                if len(values) > 1:
+                    raise MapperParsingError(
+                        f"failed to parse field [{path}] of type [knn_vector] in document with id '{doc_id}'. "
+                        f"Preview of field's value: '{_preview(values[1])}'",
+                        caused_by=IllegalArgumentError(
+                            f"Field [{path}] of type [knn_vector] doesn't support indexing multiple values for "
+                            "the same field in the same document"),
+                    )
+                raw[path].append((slot, target, values[0]))
         doc_values = extract_doc_values(doc_id, source, self.mappings)
         stored: dict[str, Any] | None = source
         if not self.mappings.source_enabled:
@@ -105,16 +118,17 @@ class DocumentParser:
                 stored = self._source_filter.apply(source)
             if self.derived_paths:
                 stored = mask_source(stored, self.derived_paths)
-        return ParsedDocument(doc_id=doc_id, stored_source=stored, doc_values=doc_values)
+        return ParsedDocument(doc_id=doc_id, stored_source=stored, doc_values=doc_values,
+                              children=[ParsedChild(ch.path) for ch in children])
 
     def _convert_field(
         self,
         fm: KnnVectorMapping,
-        items: list[tuple[int, Any]],
+        items: list[tuple[int, int, Any]],
         docs: Sequence[tuple[str, Any]],
         results: list[ParsedDocument | ValidationError],
     ) -> None:
-        values = [v if isinstance(v, list) else [v] for _, v in items]
+        values = [v if isinstance(v, list) else [v] for _, _, v in items]
         dimension = fm.dimension if fm.dimension is not None else -1  # a model field: the slow path names it
         width = dimension // 8 if fm.data_type == "binary" else dimension
         try:
@@ -133,16 +147,18 @@ class DocumentParser:
             fast = False
         if fast:
             rows = _encode(fm, arr)
-            for (slot, _), row in zip(items, rows):
+            for (slot, target, _), row in zip(items, rows):
                 doc = results[slot]
                 assert isinstance(doc, ParsedDocument)
-                doc.vectors[fm.path] = row
+                (doc.vectors if target < 0 else doc.children[target].vectors)[fm.path] = row
             return
-        for slot, value in items:  # slow path: find and name the bad documents
+        for slot, target, value in items:  # slow path: find and name the bad documents
             doc = results[slot]
-            assert isinstance(doc, ParsedDocument)
+            if not isinstance(doc, ParsedDocument):
+                continue  # an earlier value of the same document already failed
             try:
-                doc.vectors[fm.path] = _encode(fm, _validate_one(fm, value))[0]
+                row = _encode(fm, _validate_one(fm, value))[0]
+                (doc.vectors if target < 0 else doc.children[target].vectors)[fm.path] = row
             except IllegalArgumentError as cause:
                 results[slot] = MapperParsingError(
                     f"failed to parse field [{fm.path}] of type [knn_vector] in document with id "

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segstore.codec.base import VectorValues
 from segstore.floats import shortest_float32
 from segstore.index.directory_reader import DirectoryReader
 from segstore.index.segment_reader import SegmentReader
@@ -52,6 +53,7 @@ def _leaf_candidates(
     leaf: SegmentReader, field: str, query: np.ndarray, k: int, ef_search: int,
     accept_docs: Callable[[SegmentReader], np.ndarray | None] | None,
     filtered_exact_threshold: int | None = None,
+    nested: bool = False,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(doc ids, float32 scores) of up to k best live docs of one segment.
 
@@ -70,12 +72,15 @@ def _leaf_candidates(
     if accept_docs is not None:
         doc_mask = accept_docs(leaf)
         if doc_mask is not None:
-            by_ord = doc_mask[values.ord_to_doc]
+            # filters select parents; a nested child is allowed when its parent is
+            by_ord = doc_mask[leaf.parents(values.ord_to_doc) if nested else values.ord_to_doc]
             allowed = by_ord if allowed is None else (allowed & by_ord)
             filtered = True
     n_allowed = values.size if allowed is None else int(allowed.sum())
     if n_allowed == 0:
         return None
+    if nested:
+        return _nested_candidates(leaf, values, fi.vector_space_type, query, k, ef_search, allowed, n_allowed)
     if filtered:
         exact = n_allowed <= k or (filtered_exact_threshold is not None and n_allowed <= filtered_exact_threshold) \
             or (filtered_exact_threshold is None and n_allowed * fi.vector_dimension <= MAX_EXACT_FILTERED_ELEMENTS)
@@ -105,6 +110,36 @@ def _leaf_candidates(
     return values.ord_to_doc[ords].astype(np.int64), s
 
 
+def _best_per_parent(leaf: SegmentReader, docs: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parents of child ``docs``, each scored by its best child, best first."""
+    parents = leaf.parents(docs)
+    order = np.lexsort((docs, -s))
+    uniq, first = np.unique(parents[order], return_index=True)
+    best = order[first]
+    by_score = np.lexsort((parents[best], -s[best]))
+    return parents[best][by_score], s[best][by_score]
+
+
+def _nested_candidates(leaf: SegmentReader, values: VectorValues, space: str, query: np.ndarray, k: int,
+                       ef_search: int, allowed: np.ndarray | None, n_allowed: int
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top k parents of a nested field, each scored by its best child (OpenSearch's nested k-NN)."""
+    graph = None if n_allowed <= EXACT_SEARCH_MAX_VECTORS else leaf.graph(values.field)
+    ords: np.ndarray | None = None
+    if graph is not None:
+        # Over-fetch children so that k distinct parents survive the grouping; exact search otherwise.
+        k2 = min(n_allowed, max(4 * k, 100))
+        found = graph.search(query[None, :], k2, max(ef_search, k2), accept=allowed)[0][0]
+        parents = leaf.parents(values.ord_to_doc[found])
+        if np.unique(parents).shape[0] >= k or k2 == n_allowed:
+            ords = found
+    if ords is None:
+        ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
+    s = exact_scores(space, values.vectors[ords], query)
+    parents, best = _best_per_parent(leaf, values.ord_to_doc[ords].astype(np.int64), s)
+    return parents[:k], best[:k]
+
+
 def knn_search(
     reader: DirectoryReader,
     field: str,
@@ -114,6 +149,7 @@ def knn_search(
     accept_docs: Callable[[SegmentReader], np.ndarray | None] | None = None,
     filtered_exact_threshold: int | None = None,
     per_segment: bool = False,
+    nested: bool = False,
 ) -> TopDocs:
     """The k nearest live documents to ``query`` (already validated and canonical: float32/int8/uint8)."""
     all_scores: list[np.ndarray] = []
@@ -121,7 +157,7 @@ def knn_search(
     all_docs: list[np.ndarray] = []
     total = 0
     for i, leaf in enumerate(reader.leaves):
-        found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs, filtered_exact_threshold)
+        found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs, filtered_exact_threshold, nested)
         if found is None:
             continue
         docs, s = found

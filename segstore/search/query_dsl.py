@@ -79,6 +79,8 @@ class SourceFilter(Filter):
         docs = range(leaf.max_doc) if leaf.live is None else np.flatnonzero(leaf.live).tolist()
         for doc, raw in zip(docs, leaf.core.stored.raw_documents(list(docs))):
             rec = msgpack.unpackb(raw, raw=False)
+            if "_id" not in rec:
+                continue  # a nested child: filters select root documents
             src = msgpack.unpackb(rec["_source"], raw=False) if "_source" in rec else {}
             out[doc] = self.pred(src, rec["_id"])
         return out

@@ -130,7 +130,8 @@ class IndexSearcher:
                 top = quantized_knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), ctx, pre, threshold)
             else:
                 top = knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), pre, threshold,
-                                 per_segment=fm.engine != "lucene")
+                                 per_segment=fm.engine != "lucene",
+                                 nested=self.mappings.nested_scope(knn.field) is not None)
             if outer is not None:
                 # Clauses next to a knn query filter its results afterwards (post-filtering, as OpenSearch).
                 post = self._masker([outer])
@@ -177,6 +178,9 @@ class IndexSearcher:
             mask = pq.filter.mask(leaf) if pq.filter is not None else np.ones(leaf.max_doc, dtype=bool)
             if leaf.live is not None:
                 mask = mask & leaf.live
+            roots = leaf.root_mask()
+            if roots is not None:  # nested children are never hits themselves
+                mask = mask & roots
             out.extend((pq.score, li, int(d)) for d in np.flatnonzero(mask))
         return len(out), out
 
