@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = ["shortest_float32", "shortest_float32_list"]
 
+_SMALL = 48  # below this many values the per-element path is faster
 _P = np.arange(1, 10, dtype=np.int64)[:, None]  # significant digits, as a column
 _POW10 = np.array([10.0**i for i in range(23)], dtype=np.float64)  # exact powers of ten
 
@@ -26,6 +27,10 @@ _POW10 = np.array([10.0**i for i in range(23)], dtype=np.float64)  # exact power
 def shortest_float32(values: np.ndarray) -> np.ndarray:
     """float64 array whose elements are the shortest round-tripping decimals of the float32 ``values``."""
     v32 = np.asarray(values, dtype=np.float32)
+    if v32.size <= _SMALL:
+        # A handful of values (the scores of a page of hits): numpy's own shortest repr (dragon4) per element
+        # is cheaper than the fixed cost of the vectorised passes below.
+        return v32.astype(str).astype(np.float64)
     with np.errstate(invalid="ignore"):  # signalling NaNs warn on the cast; they stay NaN
         x = v32.astype(np.float64).ravel()
     out = x.copy()
