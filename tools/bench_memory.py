@@ -26,19 +26,27 @@ Per encoding it reports:
 * ``formula``  - vector-semantics.md §7: float ``1.1·(4d + 8m)``, byte ``1.1·(d + 8m)``, binary
   ``1.1·(d/8 + 8m)`` bytes per vector, and the ratios to it.
 
-A table is printed and the same numbers are written as JSON (``--json``).
+A detailed table and a summary (measured RSS per vector next to the formula) are printed, and the same
+numbers are written as JSON (``--out`` / ``--json``, parent folders created).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__":
+    # ``python tools/bench_memory.py`` puts tools/ first on sys.path, and tools/ holds modules named like the
+    # standard library's (tools/inspect.py): numpy's ``import inspect`` would load it. Drop the folder.
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 import argparse
 import gc
 import json
-import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
@@ -82,6 +90,9 @@ def encode(kind: str, x: np.ndarray) -> np.ndarray:
         scale = 127.0 / float(np.abs(x).max())
         return np.clip(np.rint(x * scale), -128, 127).astype(np.int8)
     return np.packbits(x > 0, axis=1)  # MSB-first: bit 7 of byte 0 = dimension 0
+
+
+FORMULA_TEXT = {"float": "1.1*(4d + 8m)", "byte": "1.1*(d + 8m)", "binary": "1.1*(d/8 + 8m)"}
 
 
 def formula(kind: str, d: int, m: int) -> float:
@@ -229,6 +240,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """Measured resident bytes per vector next to the vector-semantics.md §7 formula."""
+    head = (f"{'encoding':<8} {'n':>7} {'d':>4} {'m':>3} {'measured RSS B/vec':>18} {'formula':<16} "
+            f"{'formula B/vec':>13} {'measured/formula':>16}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['kind']:<8} {r['n']:>7} {r['d']:>4} {r['m']:>3} {r['rss_per_vector']:>18.1f} "
+                     f"{FORMULA_TEXT[r['kind']]:<16} {r['formula_per_vector']:>13.1f} {r['rss_vs_formula']:>16.3f}")
+    return "\n".join(lines)
+
+
 def run(n: int, data: str, m: int, ef_construction: int, kinds: list[str], workdir: str | None) -> dict[str, Any]:
     x = load_vectors(data, n)
     root = tempfile.mkdtemp(prefix="segstore-bench-memory-", dir=workdir)
@@ -264,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=100)
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of float,byte,binary")
-    p.add_argument("--json", default="bench_memory.json", help="where to write the results as JSON")
+    p.add_argument("--json", "--out", dest="json", default="bench_memory.json",
+                   help="where to write the results as JSON (parent folders are created)")
     p.add_argument("--workdir", default=None, help="where the temporary segments go (default: system temp)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -276,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--kinds must be a subset of {','.join(KINDS)} and --vectors >= 1")
     report = run(args.vectors, args.data, args.m, args.ef_construction, kinds, args.workdir)
     print(format_table(report["results"]))
+    print()
+    print(format_summary(report["results"]))
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as fh:
         json.dump(report, fh, indent=2)
     print(f"\nJSON: {os.path.abspath(args.json)}")

@@ -197,7 +197,7 @@ def radial_search(
 ) -> TopDocs:
     """Every live document within ``max_distance`` (or scoring at least ``min_score``), best first, capped
     at ``max_results`` (``index.max_result_window``). Distances per vector-semantics.md §2.4: squared L2,
-    1 - cos, and for inner product ``ip_distance_sign * x.y`` (-1 on faiss, +1 on the Lucene engine)."""
+    1 - cos, and for inner product -x.y on faiss; on the Lucene engine max_distance is a minimum x.y."""
     parts_docs, parts_scores, parts_leaves = [], [], []
     for i, leaf in enumerate(reader.leaves):
         values = leaf.vector_values(field)
@@ -214,10 +214,12 @@ def radial_search(
         s = score_from_raw(fi.vector_space_type, raw)
         if min_score is not None:
             keep = s >= np.float32(min_score)
+        elif fi.vector_space_type == "innerproduct" and ip_distance_sign > 0:
+            # Lucene turns max_distance d into a similarity threshold: keep x.y >= d.
+            keep = raw >= np.float32(max_distance)
         else:
             space = fi.vector_space_type
-            dist = {"l2": raw, "cosinesimil": np.float32(1.0) - raw,
-                    "innerproduct": np.float32(ip_distance_sign) * raw}.get(space, raw)
+            dist = {"l2": raw, "cosinesimil": np.float32(1.0) - raw, "innerproduct": -raw}.get(space, raw)
             keep = dist <= np.float32(max_distance)
         parts_docs.append(values.ord_to_doc[ords[keep]].astype(np.int64))
         parts_scores.append(s[keep])

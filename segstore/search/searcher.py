@@ -80,7 +80,7 @@ class IndexSearcher:
             raise IllegalArgumentError(f"Field '{knn.field}' is not built for ANN search.")
         fm.require_dimension()  # a model field whose model is not created has no engine/method yet
         assert fm.engine is not None and fm.method is not None
-        if knn.expand_nested_docs is not None and self.mappings.nested_scope(knn.field) is None:
+        if knn.expand_nested_docs and self.mappings.nested_scope(knn.field) is None:
             raise IllegalArgumentError("Invalid value provided for the [expand_nested_docs] field. "
                                        "[expand_nested_docs] is only supported with a nested field.")
         radial = knn.max_distance is not None or knn.min_score is not None
@@ -137,7 +137,12 @@ class IndexSearcher:
                 post = self._masker([outer])
                 kept = [sd for sd in top.score_docs if post(self.reader.leaves[sd.leaf])[sd.doc]]
                 top = type(top)(len(kept), kept)
-        hits = [(sd.score * knn.boost if knn.boost != 1.0 else sd.score, sd.leaf, sd.doc) for sd in top.score_docs]
+        if knn.boost != 1.0:  # OpenSearch multiplies two Java floats
+            boosted = shortest_float32(np.asarray([sd.score for sd in top.score_docs], np.float32)
+                                       * np.float32(knn.boost)).tolist()
+            hits = [(b, sd.leaf, sd.doc) for b, sd in zip(boosted, top.score_docs)]
+        else:
+            hits = [(sd.score, sd.leaf, sd.doc) for sd in top.score_docs]
         return top.total_hits, hits
 
     def _script_score(self, sc: Any) -> tuple[int, list[Hit]]:
