@@ -3,7 +3,9 @@
 The rules are core OpenSearch's ``XContentMapValues.transform`` (derived-source.md §1.4):
 
 * a dotted path is split on ``.`` and matched one map key at a time, exactly (case-sensitive); a source key
-  that itself contains a dot is never matched;
+  that itself contains dots matches the path parts it spells (``{"a.b": {"vec": ..}}`` holds ``a.b.vec``),
+  as the mapper parses it. Upstream's transform skips such keys, which shifts nested vectors handed out by
+  position (derived-source.md §2.4); segstore masks and injects exactly what it indexed;
 * when the value at an intermediate segment is a list, each *map* element is visited in array order; lists
   of lists and scalars are skipped;
 * at the full path the function is applied to the value, whatever it is; ``null`` values are left alone by
@@ -56,21 +58,27 @@ def transform(source: dict[str, Any], parts: tuple[str, ...], fn: Callable[[Any]
 
 def _transform(node: Any, parts: tuple[str, ...], i: int, fn: Callable[[Any], Any]) -> Any:
     if isinstance(node, dict):
-        key = parts[i]
-        if key not in node:
-            return node
-        value = node[key]
-        if i == len(parts) - 1:
-            if value is None:
-                return node
-            new = fn(value)
-        else:
-            new = _transform(value, parts, i + 1, fn)
-            if new is value:
-                return node
-        copy = dict(node)  # dict() keeps insertion order
-        copy[key] = new
-        return copy
+        copy = None
+        # Keys are matched the way the document parser matches them (collect_expanded): a key may spell
+        # several path parts with dots. Masking and injection must visit exactly the occurrences the parser
+        # indexed, or nested vectors handed out by position would shift (derived-source.md §2.4).
+        for key, value in node.items():
+            kp = tuple(key.split(".")) if "." in key else (key,)
+            if kp != parts[i:i + len(kp)]:
+                continue
+            j = i + len(kp)
+            if j == len(parts):
+                if value is None:
+                    continue
+                new = fn(value)
+            else:
+                new = _transform(value, parts, j, fn)
+                if new is value:
+                    continue
+            if copy is None:
+                copy = dict(node)  # dict() keeps insertion order
+            copy[key] = new
+        return node if copy is None else copy
     if isinstance(node, list) and i > 0:
         changed = False
         items = []

@@ -88,7 +88,7 @@ class SourceFilter:
         for v in items:
             if isinstance(v, dict):
                 sub = self._map(v, path + ".", included)
-                if sub or included:
+                if sub or (included and not v):  # objects emptied by the filter are dropped, as OpenSearch
                     out.append(sub)
             elif isinstance(v, list):
                 out.append(self._list(v, path, included))
@@ -115,4 +115,9 @@ def parse_source_param(source: Any = None, includes: Any = None, excludes: Any =
         exc += _as_list(source.get("excludes", source.get("exclude")))
     elif isinstance(source, (str, list)) and source not in ("true", True):
         inc += _as_list(source)
+    both = sorted(set(inc) & set(exc))
+    if both:
+        from segstore.errors import IllegalArgumentError  # noqa: PLC0415
+
+        raise IllegalArgumentError("The same entry cannot be both included and excluded in _source.")
     return SourceFilter(inc, exc)
