@@ -1,27 +1,37 @@
-"""Document endpoints: index / create / get / delete / update / mget / bulk."""
+"""Document endpoints: index / create / get / delete (update: ``handlers_update``, mget: ``handlers_mget``,
+bulk: ``bulk``).
+
+Every request parameter is parsed and every ``ActionRequest#validate`` rule is checked before the writer
+is touched, so a rejected request writes nothing (an invalid ``refresh`` value included).
+"""
 
 from __future__ import annotations
 
 import base64
-import copy
-import json
 import os
 from typing import Any
 
-from segstore.errors import (DocumentMissingError, IllegalArgumentError, IndexNotFoundError, MapperParsingError,
-                             SegstoreError, ValidationError)
+from segstore.errors import (IllegalArgumentError, IndexNotFoundError, MapperParsingError, ParseError, SegstoreError,
+                             ValidationError)
 from segstore.index.index_writer import IndexWriter
-from segstore.index.operations import OpResult
+from segstore.index.operations import GetResult, OpResult
 from segstore.node import Node
-from segstore.rest.response import RestRequest, RestResponse, error_response
-from segstore.rest.router import Router, json_body
-from segstore.search.source_filter import parse_source_param
+from segstore.rest.response import RestRequest, RestResponse
+from segstore.rest.router import JsonSyntaxError, Router, parse_json
+from segstore.rest.validation import (cas_messages, cas_params, id_messages, long_param, read_conflict, read_version,
+                                      refresh_policy, validation_error, version_messages, with_shard)
+from segstore.search.searcher import IndexSearcher
+from segstore.search.source_filter import SourceFilter, parse_source_param
 
-__all__ = ["register", "auto_id", "writer_for_write", "op_json", "merge_update"]
+__all__ = ["register", "auto_id", "writer_for_write", "op_json", "apply_refresh", "get_result", "get_json",
+           "fetch_source_requested"]
 
-_WRITE_PARAMS = "refresh routing timeout version version_type if_seq_no if_primary_term pipeline op_type " \
-                "require_alias wait_for_active_shards"
 _SHARDS = {"total": 2, "successful": 1, "failed": 0}
+_INDEX_PARAMS = "refresh routing timeout version version_type if_seq_no if_primary_term pipeline op_type " \
+                "require_alias wait_for_active_shards"
+_DELETE_PARAMS = "refresh routing timeout version version_type if_seq_no if_primary_term wait_for_active_shards"
+_GET_PARAMS = "_source _source_includes _source_excludes realtime refresh routing preference stored_fields version " \
+              "version_type"
 
 
 def auto_id() -> str:
@@ -43,176 +53,178 @@ def writer_for_write(node: Node, name: str) -> IndexWriter:
             return node.writer(name)
 
 
-def op_json(index: str, res: OpResult) -> dict[str, Any]:
-    return {"_index": index, "_id": res.doc_id, "_version": res.version, "result": res.result,
-            "_shards": dict(_SHARDS), "_seq_no": res.seq_no, "_primary_term": res.primary_term}
+def op_json(index: str, res: OpResult, forced_refresh: bool = False) -> dict[str, Any]:
+    """``DocWriteResponse``: ``forced_refresh`` (only when true) sits between ``result`` and ``_shards``."""
+    out: dict[str, Any] = {"_index": index, "_id": res.doc_id, "_version": res.version, "result": res.result}
+    if forced_refresh:
+        out["forced_refresh"] = True
+    out.update({"_shards": dict(_SHARDS), "_seq_no": res.seq_no, "_primary_term": res.primary_term})
+    return out
 
 
-def _refresh_after(w: IndexWriter, req: RestRequest, body: dict[str, Any]) -> None:
-    mode = req.param("refresh", "false")
-    if mode not in ("true", "false", "wait_for", ""):
-        raise IllegalArgumentError(f"Unknown value for refresh: [{mode}].")
-    if mode in ("true", "", "wait_for"):
-        w.refresh()
-        if mode != "wait_for":
-            body["forced_refresh"] = True
+def apply_refresh(w: IndexWriter, policy: str) -> bool:
+    """Refresh per the validated policy; returns ``forced_refresh`` (``true`` only, not ``wait_for``)."""
+    if policy == "false":
+        return False
+    w.refresh()
+    return policy == "true"
+
+
+# ------------------------------------------------------------------------------------------------ index
+
+
+def _require_body(req: RestRequest) -> None:
+    """``RestRequest#requiredContent``: only presence is checked here; the document is parsed later."""
+    body = req.body
+    if body is None or (isinstance(body, (str, bytes, bytearray)) and not body.strip()):
+        raise ParseError("request body is required")
 
 
 def _source_body(req: RestRequest) -> Any:
+    """The document; unparsable JSON fails the document parse (``mapper_parsing_exception``)."""
     try:
-        return json_body(req, required=True)
-    except ValidationError as e:
-        raise MapperParsingError("failed to parse", caused_by=ValidationError(e.message, "json_parse_exception")
-                                 ) from None
+        return parse_json(req.body)
+    except JsonSyntaxError as e:
+        raise MapperParsingError("failed to parse", caused_by=e.as_cause()) from None
 
 
-def _int_param(req: RestRequest, name: str) -> int | None:
-    v = req.param(name)
-    if v is None:
-        return None
+def _index(node: Node, req: RestRequest, op_type: str) -> RestResponse:
+    """``RestIndexAction#prepareRequest`` order: body, refresh, versioning, CAS, op_type; then validate."""
+    name = req.path_params["index"]
+    doc_id = req.path_params.get("id")
+    _require_body(req)
+    policy = refresh_policy(req)
+    if_seq_no, if_primary_term = cas_params(req)
+    param_op = req.param("op_type")
+    if param_op is not None and op_type == "create" and param_op != "create":  # CreateHandler#validateOpType
+        raise IllegalArgumentError(f"opType must be 'create', found: [{param_op}]")
+    if param_op is not None and param_op not in ("index", "create"):
+        raise IllegalArgumentError(f"opType must be 'create' or 'index', found: [{param_op}]")
+    if param_op is not None:
+        op_type = param_op
+    elif doc_id is None:
+        op_type = "create"  # AutoIdHandler defaults op_type to create
+    msgs = []
+    if op_type == "create" and (if_seq_no is not None or if_primary_term is not None):
+        msgs.append("create operations do not support compare and set. use index instead")
+    msgs += version_messages(long_param(req, "version"), req.param("version_type"), if_seq_no=if_seq_no)
+    msgs += cas_messages(if_seq_no, if_primary_term) + id_messages(doc_id)
+    if msgs:
+        raise validation_error(msgs)
+    source = _source_body(req)
+    w = writer_for_write(node, name)
     try:
-        return int(v)
-    except ValueError:
-        raise IllegalArgumentError(f"Failed to parse int parameter [{name}] with value [{v}]") from None
+        res = w.index(doc_id or auto_id(), source, op_type=op_type, if_seq_no=if_seq_no,
+                      if_primary_term=if_primary_term)
+    except SegstoreError as e:
+        raise with_shard(e, name, w.uuid) from None
+    forced = apply_refresh(w, policy)
+    return RestResponse(res.status, op_json(name, res, forced))
 
 
 def index_doc(node: Node, req: RestRequest) -> RestResponse:
-    name = req.path_params["index"]
-    doc_id = req.path_params.get("id") or auto_id()
-    op_type = "create" if req.path.rstrip("/").split("/")[-2] == "_create" else req.param("op_type", "index")
-    if op_type not in ("index", "create"):
-        raise IllegalArgumentError(f"opType must be 'create' or 'index', found: [{op_type}]")
-    if "id" not in req.path_params:
-        op_type = "create"
-    source = _source_body(req)
-    w = writer_for_write(node, name)
-    res = w.index(doc_id, source, op_type=op_type, if_seq_no=_int_param(req, "if_seq_no"),
-                  if_primary_term=_int_param(req, "if_primary_term"))
-    body = op_json(name, res)
-    _refresh_after(w, req, body)
-    return RestResponse(res.status, body)
+    return _index(node, req, "index")
+
+
+def create_doc(node: Node, req: RestRequest) -> RestResponse:
+    return _index(node, req, "create")
+
+
+# ------------------------------------------------------------------------------------------------ get
+
+
+def get_result(node: Node, name: str, doc_id: str, *, realtime: bool = True, refresh: bool = False
+               ) -> GetResult | None:
+    """A realtime GET (the writer's buffer included), or with ``realtime=false`` the document as the last
+    refreshed reader sees it (OpenSearch reads from the searcher then)."""
+    w = node.writer(name)
+    if refresh:
+        w.refresh()
+    if realtime:
+        return w.get(doc_id)
+    reader = w.acquire_reader()
+    try:
+        s = IndexSearcher(name, reader, w.mappings, w.settings)
+        _, hits = s.hits(s.parse({"ids": {"values": [doc_id]}}))
+        if not hits:
+            return None
+        _, leaf_i, doc = hits[0]
+        leaf = reader.leaves[leaf_i]
+        rec = leaf.stored_document(doc)
+        return GetResult(doc_id, int(rec["_version"]), int(rec["_seq_no"]), leaf.source(doc, rec))
+    finally:
+        reader.close()
+
+
+def get_json(name: str, doc_id: str, got: GetResult | None, sf: SourceFilter) -> dict[str, Any]:
+    if got is None:
+        return {"_index": name, "_id": doc_id, "found": False}
+    body: dict[str, Any] = {"_index": name, "_id": doc_id, "_version": got.version, "_seq_no": got.seq_no,
+                            "_primary_term": got.primary_term, "found": True}
+    if sf.fetch and got.source is not None:
+        body["_source"] = sf.apply(got.source)
+    return body
+
+
+def fetch_source_requested(req: RestRequest) -> bool:
+    """``FetchSourceContext#parseFromRestRequest`` returns a context (any ``_source*`` parameter given)."""
+    return any(req.param(p) is not None for p in ("_source", "_source_includes", "_source_excludes"))
+
+
+def _url_source_filter(req: RestRequest) -> SourceFilter:
+    if req.param("stored_fields") and not fetch_source_requested(req):
+        return SourceFilter(fetch=False)  # stored_fields without _source: no _source (ShardGetService)
+    return parse_source_param(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes"))
 
 
 def get_doc(node: Node, req: RestRequest) -> RestResponse:
     name, doc_id = req.path_params["index"], req.path_params["id"]
-    w = node.writer(name)
-    got = w.get(doc_id)
-    if got is None:
-        return RestResponse(404, {"_index": name, "_id": doc_id, "found": False})
-    body: dict[str, Any] = {"_index": name, "_id": doc_id, "_version": got.version, "_seq_no": got.seq_no,
-                            "_primary_term": got.primary_term, "found": True}
-    sf = parse_source_param(req.param("_source"), req.param("_source_includes"), req.param("_source_excludes"))
-    if sf.fetch and got.source is not None:
-        body["_source"] = sf.apply(got.source)
-    return RestResponse(200, body)
+    sf = _url_source_filter(req)
+    expected = read_version(req)
+    got = get_result(node, name, doc_id, realtime=req.bool_param("realtime", True), refresh=req.bool_param("refresh"))
+    if got is not None and expected is not None and got.version != expected:
+        raise with_shard(read_conflict(doc_id, got.version, expected), name, node.writer(name).uuid)
+    body = get_json(name, doc_id, got, sf)
+    return RestResponse(200 if got is not None else 404, body)
+
+
+# ------------------------------------------------------------------------------------------------ delete
 
 
 def delete_doc(node: Node, req: RestRequest) -> RestResponse:
     name, doc_id = req.path_params["index"], req.path_params["id"]
+    policy = refresh_policy(req)
+    if_seq_no, if_primary_term = cas_params(req)
+    msgs = version_messages(long_param(req, "version"), req.param("version_type"), if_seq_no=if_seq_no)
+    msgs += cas_messages(if_seq_no, if_primary_term) + id_messages(doc_id)
+    if msgs:
+        raise validation_error(msgs)
     w = node.writer(name)
-    res = w.delete(doc_id, if_seq_no=_int_param(req, "if_seq_no"), if_primary_term=_int_param(req, "if_primary_term"))
-    body = op_json(name, res)
-    _refresh_after(w, req, body)
-    return RestResponse(res.status, body)
+    try:
+        res = w.delete(doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
+    except SegstoreError as e:
+        raise with_shard(e, name, w.uuid) from None
+    forced = apply_refresh(w, policy)
+    return RestResponse(res.status, op_json(name, res, forced))
 
 
-def merge_update(base: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
-    """OpenSearch's partial update: maps merge recursively, every other value is replaced."""
-    out = dict(base)
-    for k, v in doc.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge_update(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def apply_update(w: IndexWriter, name: str, doc_id: str, body: Any) -> tuple[int, dict[str, Any]]:
-    if not isinstance(body, dict):
-        raise IllegalArgumentError("Validation Failed: 1: script or doc is missing;")
-    for key in body:
-        if key not in ("doc", "upsert", "doc_as_upsert", "detect_noop", "_source", "scripted_upsert"):
-            raise IllegalArgumentError(f"[UpdateRequest] unknown field [{key}]")
-    doc = body.get("doc")
-    if doc is None:
-        raise IllegalArgumentError("Validation Failed: 1: script or doc is missing;")
-    cur = w.get(doc_id)
-    if cur is None:
-        if body.get("doc_as_upsert"):
-            new = doc
-        elif body.get("upsert") is not None:
-            new = body["upsert"]
-        else:
-            e = DocumentMissingError(f"[{doc_id}]: document missing")
-            e.extra = {"index": name, "shard": "0", "index_uuid": w.uuid.hex()}  # type: ignore[attr-defined]
-            raise e
-        res = w.index(doc_id, new, op_type="create")
-        return res.status, op_json(name, res)
-    new = merge_update(cur.source or {}, doc)
-    if body.get("detect_noop", True) and new == cur.source:
-        return 200, {"_index": name, "_id": doc_id, "_version": cur.version, "result": "noop",
-                     "_shards": {"total": 0, "successful": 0, "failed": 0}, "_seq_no": cur.seq_no,
-                     "_primary_term": cur.primary_term}
-    res = w.index(doc_id, new, if_seq_no=cur.seq_no, if_primary_term=cur.primary_term)
-    return 200, op_json(name, res)
-
-
-def update_doc(node: Node, req: RestRequest) -> RestResponse:
-    name, doc_id = req.path_params["index"], req.path_params["id"]
-    body = json_body(req, required=True)
-    w = writer_for_write(node, name) if isinstance(body, dict) and (body.get("doc_as_upsert") or "upsert" in body) \
-        else node.writer(name)
-    status, out = apply_update(w, name, doc_id, body)
-    _refresh_after(w, req, out)
-    return RestResponse(status, out)
-
-
-def mget(node: Node, req: RestRequest) -> RestResponse:
-    body = json_body(req, required=True)
-    default = req.path_params.get("index")
-    if "ids" in body:
-        specs = [{"_id": i} for i in body["ids"]]
-    elif "docs" in body:
-        specs = body["docs"]
-    else:
-        raise IllegalArgumentError("unknown key [" + next(iter(body), "") + "] for a START_OBJECT, expected [docs] or [ids]")
-    docs = []
-    for spec in specs:
-        name = spec.get("_index", default)
-        if name is None:
-            raise IllegalArgumentError("Validation Failed: 1: index is missing for doc 0;")
-        sub = RestRequest("GET", "", dict(req.params), None, path_params={"index": name, "id": str(spec["_id"])})
-        if "_source" in spec:
-            sub.params["_source"] = json.dumps(spec["_source"]) if not isinstance(spec["_source"], (bool, str)) \
-                else str(spec["_source"]).lower()
-            if isinstance(spec["_source"], (list, dict)):
-                sf = spec["_source"]
-                sub.params["_source"] = ",".join(sf) if isinstance(sf, list) else "true"
-        try:
-            docs.append(get_doc(node, sub).body)
-        except SegstoreError as e:
-            err = error_response(e).body["error"]
-            docs.append({"_index": name, "_id": spec["_id"], "error": err})
-    return RestResponse(200, {"docs": docs})
+def _head_doc(node: Node, req: RestRequest) -> RestResponse:
+    try:
+        return RestResponse(get_doc(node, req).status, None)
+    except ValidationError as e:
+        return RestResponse(e.status, None)
 
 
 def register(r: Router) -> None:
     for m in ("PUT", "POST"):
-        r.add(m, "/{index}/_doc/{id}", index_doc, _WRITE_PARAMS)
-        r.add(m, "/{index}/_create/{id}", index_doc, _WRITE_PARAMS)
-    r.add("POST", "/{index}/_doc", index_doc, _WRITE_PARAMS)
-    get_params = "_source _source_includes _source_excludes realtime refresh routing preference stored_fields version version_type"
-    r.add("GET", "/{index}/_doc/{id}", get_doc, get_params)
-    r.add("HEAD", "/{index}/_doc/{id}", lambda n, q: RestResponse(get_doc(n, q).status, None), get_params)
-    r.add("DELETE", "/{index}/_doc/{id}", delete_doc, _WRITE_PARAMS)
-    r.add("POST", "/{index}/_update/{id}", update_doc,
-          _WRITE_PARAMS + " retry_on_conflict lang _source _source_includes _source_excludes")
-    for m in ("GET", "POST"):
-        for path in ("/_mget", "/{index}/_mget"):
-            r.add(m, path, mget, "_source _source_includes _source_excludes realtime refresh routing preference stored_fields")
-    from segstore.rest.bulk import bulk  # noqa: PLC0415
+        r.add(m, "/{index}/_doc/{id}", index_doc, _INDEX_PARAMS)
+        r.add(m, "/{index}/_create/{id}", create_doc, _INDEX_PARAMS)
+    r.add("POST", "/{index}/_doc", index_doc, _INDEX_PARAMS)
+    r.add("GET", "/{index}/_doc/{id}", get_doc, _GET_PARAMS)
+    r.add("HEAD", "/{index}/_doc/{id}", _head_doc, _GET_PARAMS)
+    r.add("DELETE", "/{index}/_doc/{id}", delete_doc, _DELETE_PARAMS)
+    from segstore.rest import bulk, handlers_mget, handlers_update  # noqa: PLC0415
 
-    for m in ("POST", "PUT"):
-        for path in ("/_bulk", "/{index}/_bulk"):
-            r.add(m, path, bulk, "refresh routing timeout pipeline _source _source_includes _source_excludes "
-                  "require_alias wait_for_active_shards")
+    handlers_update.register(r)
+    handlers_mget.register(r)
+    bulk.register(r)

@@ -3,15 +3,17 @@ force merge, ``_stats`` and ``_cat``."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from segstore.errors import IllegalArgumentError, ResourceAlreadyExistsError
+from segstore.errors import IllegalArgumentError, ParseError, ResourceAlreadyExistsError, ValidationError
 from segstore.index.index_writer import IndexWriter
 from segstore.node import Node
 from segstore.rest.response import RestRequest, RestResponse
-from segstore.rest.router import Router, json_body
+from segstore.rest.router import JsonSyntaxError, Router, parse_json
+from segstore.rest.validation import int_param, token_name, validation_error
 
-__all__ = ["register", "VERSION", "targets"]
+__all__ = ["register", "VERSION", "targets", "structured_settings"]
 
 VERSION = "3.3.0"  # the OpenSearch version whose k-NN behaviour segstore follows
 _SHARDS_ACK = {"total": 2, "successful": 1, "failed": 0}
@@ -50,12 +52,22 @@ def info(node: Node, req: RestRequest) -> RestResponse:
 
 def create(node: Node, req: RestRequest) -> RestResponse:
     name = req.path_params["index"]
-    body = json_body(req) or {}
+    try:
+        body = parse_json(req.body) or {}
+    except JsonSyntaxError as e:  # XContentHelper#convertToMap
+        raise ParseError("Failed to parse content to map", caused_by=e.as_cause()) from None
     if not isinstance(body, dict):
-        raise IllegalArgumentError("request body must be a JSON object")
-    for key in body:
+        raise ParseError("Failed to parse content to map", caused_by=ValidationError(
+            f"Expected [START_OBJECT] but found [{token_name(body)}]", "parsing_exception"))
+    for key, value in body.items():  # CreateIndexRequest#source(Map)
         if key not in ("settings", "mappings", "aliases"):
-            raise IllegalArgumentError(f"unknown key [{key}] for create index")
+            raise ParseError(f"unknown key [{key}] for create index")
+        if key == "settings" and not isinstance(value, dict):
+            raise ParseError("key [settings] must be an object")
+        if key in ("mappings", "aliases") and not isinstance(value, dict):
+            raise ParseError(f"Failed to parse content to map: [{key}] must be an object")
+    if body.get("aliases"):
+        raise IllegalArgumentError("segstore does not support index aliases: [aliases] must be empty")
     if node.exists(name):
         uuid = node.catalog.get_index(name)["uuid"].hex()  # type: ignore[index]
         e = ResourceAlreadyExistsError(f"index [{name}/{uuid}] already exists")
@@ -76,30 +88,79 @@ def exists(node: Node, req: RestRequest) -> RestResponse:
     return RestResponse(200 if ok else 404, None)
 
 
-def _nested_settings(flat: dict[str, Any]) -> dict[str, Any]:
+def _setting_text(value: Any) -> Any:
+    """Settings values are strings (lists of strings for list settings), as ``Settings`` stores them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return [_setting_text(v) for v in value]
+    return str(value)
+
+
+def structured_settings(flat: dict[str, Any]) -> dict[str, Any]:
+    """Port of ``Settings#getAsStructuredMap``: nest the sorted flat keys on ``.``; where a key is both a value
+    and a prefix (``index.knn`` and ``index.knn.algo_param.ef_search``), the rest of the longer key stays
+    dotted: ``{"knn": "true", "knn.algo_param": {"ef_search": "100"}}``. Maps whose keys are 0..n-1 become
+    lists."""
     out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = str(value).lower() if isinstance(value, bool) else str(value)
-    return out
+    for key in sorted(flat):
+        _process_setting(out, "", key, flat[key])
+    return {k: _maps_to_arrays(v) if isinstance(v, dict) else v for k, v in out.items()}
 
 
-def _settings_of(node: Node, name: str) -> dict[str, Any]:
+def _process_setting(m: dict[str, Any], prefix: str, setting: str, value: Any) -> None:
+    dot = setting.find(".")
+    if dot == -1:
+        inner = m.get(prefix + setting)
+        if isinstance(inner, dict):  # a value where a map is stored: the map goes to dotted keys
+            for k, v in inner.items():
+                m[f"{prefix}{setting}.{k}"] = v
+        m[prefix + setting] = value
+        return
+    key, rest = setting[:dot], setting[dot + 1:]
+    existing = m.get(prefix + key)
+    if existing is None:
+        new: dict[str, Any] = {}
+        _process_setting(new, "", rest, value)
+        m[prefix + key] = new
+    elif isinstance(existing, dict):
+        _process_setting(existing, "", rest, value)
+    else:  # a map where a value is stored: fall back to dotted notation
+        _process_setting(m, f"{prefix}{key}.", rest, value)
+
+
+def _maps_to_arrays(m: dict[str, Any]) -> Any:
+    for k, v in m.items():
+        if isinstance(v, dict):
+            m[k] = _maps_to_arrays(v)
+    if m and all(re.fullmatch(r"[0-9]{1,9}", k) for k in m) and {int(k) for k in m} == set(range(len(m))):
+        return [m[str(i)] for i in range(len(m))]
+    return m
+
+
+def _flat_settings(node: Node, name: str) -> dict[str, Any]:
     meta = node.catalog.get_index(name) or {}
-    flat = {"index.number_of_shards": "1", "index.number_of_replicas": "1", **meta.get("settings", {}),
+    stored = dict(meta.get("settings", {}))
+    flat = {"index.number_of_shards": "1", "index.number_of_replicas": "1", **stored,
             "index.uuid": meta["uuid"].hex(), "index.provided_name": name,
             "index.creation_date": str(meta.get("creation_date", 0)), "index.version.created": "137257827"}
-    return _nested_settings(flat)
+    # the k-NN plugin's setting provider stores derived source = true for every index created with index.knn
+    if _setting_text(stored.get("index.knn", False)) == "true":
+        flat.setdefault("index.knn.derived_source.enabled", "true")
+    return {k: _setting_text(v) for k, v in flat.items() if v is not None}
+
+
+def _settings_of(node: Node, name: str, flat: bool = False) -> dict[str, Any]:
+    settings = _flat_settings(node, name)
+    return dict(sorted(settings.items())) if flat else structured_settings(settings)
 
 
 def get_index(node: Node, req: RestRequest) -> RestResponse:
     out = {}
+    flat = req.bool_param("flat_settings")
     for name in targets(node, req.path_params["index"]):
         meta = node.catalog.get_index(name) or {}
-        out[name] = {"aliases": {}, "mappings": meta.get("mappings", {}), "settings": _settings_of(node, name)}
+        out[name] = {"aliases": {}, "mappings": meta.get("mappings", {}), "settings": _settings_of(node, name, flat)}
     return RestResponse(200, out)
 
 
@@ -109,7 +170,9 @@ def get_mapping(node: Node, req: RestRequest) -> RestResponse:
 
 
 def get_settings(node: Node, req: RestRequest) -> RestResponse:
-    return RestResponse(200, {n: {"settings": _settings_of(node, n)} for n in targets(node, req.path_params.get("index"))})
+    flat = req.bool_param("flat_settings")
+    return RestResponse(200, {n: {"settings": _settings_of(node, n, flat)}
+                              for n in targets(node, req.path_params.get("index"))})
 
 
 def _each(node: Node, req: RestRequest, fn: Any) -> RestResponse:
@@ -129,12 +192,12 @@ def flush(node: Node, req: RestRequest) -> RestResponse:
 
 
 def force_merge(node: Node, req: RestRequest) -> RestResponse:
-    max_seg = req.param("max_num_segments")
+    max_seg = int_param(req, "max_num_segments")
     expunge = req.bool_param("only_expunge_deletes")
-    if max_seg is not None and expunge:
-        raise IllegalArgumentError("cannot set only_expunge_deletes and max_num_segments at the same time, those "
-                                   "two parameters are mutually exclusive")
-    n = int(max_seg) if max_seg is not None else 1
+    if max_seg is not None and max_seg != -1 and expunge:  # ForceMergeRequest#validate
+        raise validation_error(["cannot set only_expunge_deletes and max_num_segments at the same time, those "
+                                "two parameters are mutually exclusive"])
+    n = max_seg if max_seg is not None and max_seg != -1 else 1
     flush_after = req.bool_param("flush", True)
     return _each(node, req, lambda w: w.force_merge(n, only_expunge_deletes=expunge, flush=flush_after))
 

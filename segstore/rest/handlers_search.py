@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from segstore.errors import IllegalArgumentError
+from segstore.errors import IllegalArgumentError, ValidationError
 from segstore.index.operations import IndexOp
 from segstore.node import Node
 from segstore.rest.handlers_docs import writer_for_write
 from segstore.rest.handlers_indices import targets
 from segstore.rest.response import RestRequest, RestResponse
 from segstore.rest.router import Router, json_body
+from segstore.rest.search_phase import Shard, run_query_phase, shards_json
+from segstore.rest.validation import int_param, token_name
+from segstore.search.query_dsl import ParsedQuery, ParsingError, parse_query
 from segstore.search.searcher import IndexSearcher
 from segstore.search.source_filter import parse_source_param
 
@@ -23,60 +26,98 @@ _SEARCH_PARAMS = ("size from _source _source_includes _source_excludes track_tot
                   "max_concurrent_shard_requests pre_filter_shard_size seq_no_primary_term version explain")
 
 
-def _searchers(node: Node, expr: str | None) -> list[IndexSearcher]:
+# SearchSourceBuilder#parseXContent: the keys it accepts, by the token their value starts with
+_VALUE_KEYS = frozenset("from size timeout terminate_after min_score version seq_no_primary_term explain track_scores "
+                        "track_total_hits _source stored_fields profile search_pipeline verbose_pipeline "
+                        "include_named_queries_score".split())
+_OBJECT_KEYS = frozenset("query post_filter _source script_fields indices_boost aggregations aggs highlight suggest "
+                         "sort rescore ext slice collapse pit derived search_pipeline".split())
+_ARRAY_KEYS = frozenset("docvalue_fields fields indices_boost sort rescore stats _source search_after "
+                        "stored_fields".split())
+
+
+def _searchers(node: Node, expr: str | None) -> list[Shard]:
     out = []
     for name in targets(node, expr):
         w = node.writer(name)
-        out.append(IndexSearcher(name, w.acquire_reader(), w.mappings, w.settings))
+        out.append(Shard(IndexSearcher(name, w.acquire_reader(), w.mappings, w.settings), w.uuid.hex()))
     return out
+
+
+def _check_search_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ParsingError(f"Expected [START_OBJECT] but found [{token_name(body)}]")
+    for key, value in body.items():
+        token = token_name(value)
+        allowed = (_OBJECT_KEYS if token == "START_OBJECT" else _ARRAY_KEYS if token == "START_ARRAY"
+                   else frozenset() if token == "VALUE_NULL" else _VALUE_KEYS)
+        if key not in allowed:
+            raise ParsingError(f"Unknown key for a {token} in [{key}].")
+    return body
+
+
+def _body_int(body: dict[str, Any], key: str, default: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.lstrip("+-").isdigit():
+        return int(value)
+    raise ValidationError(f'For input string: "{value}"', "number_format_exception")
+
+
+def _parse_all(shards: list[Shard], query: Any) -> list[ParsedQuery]:
+    """Parse errors fail the request (coordinator side); with no index the body is still validated."""
+    if not shards:
+        parse_query(query, set())
+        return []
+    return [s.searcher.parse(query) for s in shards]
 
 
 def search(node: Node, req: RestRequest) -> RestResponse:
     t0 = time.perf_counter()
-    body = json_body(req) or {}
-    if not isinstance(body, dict):
-        raise IllegalArgumentError("request body must be a JSON object")
-    size = int(req.param("size") or body.get("size", 10))
-    start = int(req.param("from") or body.get("from", 0))
+    body = _check_search_body(json_body(req) or {})
+    size = int_param(req, "size")
+    size = _body_int(body, "size", 10) if size is None else size
+    start = int_param(req, "from")
+    start = _body_int(body, "from", 0) if start is None else start
     if size < 0:
         raise IllegalArgumentError(f"[size] parameter cannot be negative, found [{size}]")
     if start < 0:
         raise IllegalArgumentError(f"[from] parameter cannot be negative, found [{start}]")
     sf = parse_source_param(body.get("_source", req.param("_source")), req.param("_source_includes"),
                             req.param("_source_excludes"))
-    searchers = _searchers(node, req.path_params.get("index"))
+    allow_partial = req.bool_param("allow_partial_search_results", True)
+    shards = _searchers(node, req.path_params.get("index"))
     try:
-        total = 0
-        found: list[tuple[float, int, int, int]] = []
-        knn_query = False
-        for si, s in enumerate(searchers):
-            pq = s.parse(body.get("query"))
-            knn_query = pq.knn is not None
-            n, hits = s.hits(pq)
-            total += n
-            found.extend((score, si, leaf, doc) for score, leaf, doc in hits)
-        if knn_query:
+        parsed = _parse_all(shards, body.get("query"))
+        results, failures = run_query_phase(node, shards, parsed, start + size, allow_partial)
+        total = sum(n for _, n, _ in results)
+        found = [(score, si, leaf, doc) for si, _, hits in results for score, leaf, doc in hits]
+        if any(parsed[si].knn is not None for si, _, _ in results):
             found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
         page = found[start:start + size]
-        hits_json = [searchers[si].hit_json(score, leaf, doc, sf) for score, si, leaf, doc in page]
+        hits_json = [shards[si].searcher.hit_json(score, leaf, doc, sf) for score, si, leaf, doc in page]
         name = _query_name(body.get("query"))
         if name:
             for h in hits_json:
                 h["matched_queries"] = [name]
         if req.bool_param("seq_no_primary_term") or body.get("seq_no_primary_term"):
             for h, (_, si, leaf, doc) in zip(hits_json, page):
-                rec = searchers[si].reader.leaves[leaf].stored_document(doc)
+                rec = shards[si].searcher.reader.leaves[leaf].stored_document(doc)
                 h["_seq_no"], h["_primary_term"] = rec["_seq_no"], 1
     finally:
-        for s in searchers:
-            s.reader.close()
-    max_score = max((h["_score"] for h in hits_json), default=None)
+        for s in shards:
+            s.searcher.reader.close()
+    # the top-docs collector's max score: over every collected hit, not the page; none when size is 0
+    scores = [h[0] for h in found if h[0] is not None]
+    max_score = max(scores) if scores and size > 0 else None
     hits_total: Any = {"value": total, "relation": "eq"}
     if req.bool_param("rest_total_hits_as_int"):
         hits_total = total
-    n = len(searchers)
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
-                              "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0},
+                              "_shards": shards_json(len(shards), failures),
                               "hits": {"total": hits_total, "max_score": max_score, "hits": hits_json}})
 
 
@@ -91,14 +132,20 @@ def _query_name(query: Any) -> str | None:
 
 def count(node: Node, req: RestRequest) -> RestResponse:
     body = json_body(req) or {}
-    searchers = _searchers(node, req.path_params.get("index"))
+    if not isinstance(body, dict):
+        raise ParsingError(f"Expected [START_OBJECT] but found [{token_name(body)}]")
+    for key in body:  # RestActions#getQueryContent
+        if key != "query":
+            raise ParsingError(f"request does not support [{key}]")
+    shards = _searchers(node, req.path_params.get("index"))
     try:
-        total = sum(s.hits(s.parse(body.get("query")))[0] for s in searchers)
+        parsed = _parse_all(shards, body.get("query"))
+        results, failures = run_query_phase(node, shards, parsed, None)
     finally:
-        for s in searchers:
-            s.reader.close()
-    n = len(searchers)
-    return RestResponse(200, {"count": total, "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}})
+        for s in shards:
+            s.searcher.reader.close()
+    total = sum(n for _, n, _ in results)
+    return RestResponse(200, {"count": total, "_shards": shards_json(len(shards), failures)})
 
 
 def reindex(node: Node, req: RestRequest) -> RestResponse:
@@ -113,7 +160,9 @@ def reindex(node: Node, req: RestRequest) -> RestResponse:
     max_docs = body.get("max_docs", body.get("size"))
     op_type = dest.get("op_type", "index")
     sf = parse_source_param(src.get("_source"))
-    searchers = _searchers(node, src["index"] if isinstance(src["index"], str) else ",".join(src["index"]))
+    refresh = req.bool_param("refresh")
+    searchers = [s.searcher for s in _searchers(node, src["index"] if isinstance(src["index"], str)
+                                                 else ",".join(src["index"]))]
     w = writer_for_write(node, dest["index"])
     created = updated = conflicts = batches = 0
     failures: list[dict[str, Any]] = []
@@ -153,7 +202,7 @@ def reindex(node: Node, req: RestRequest) -> RestResponse:
     finally:
         for s in searchers:
             s.reader.close()
-    if req.param("refresh") in ("true", ""):
+    if refresh:
         w.refresh()
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
                               "total": created + updated + conflicts + len(failures), "updated": updated,
@@ -167,7 +216,6 @@ def register(r: Router) -> None:
         for path in ("/_search", "/{index}/_search"):
             r.add(m, path, search, _SEARCH_PARAMS)
         for path in ("/_count", "/{index}/_count"):
-            r.add(m, path, count, "ignore_unavailable allow_no_indices expand_wildcards preference routing q "
-                  "min_score terminate_after")
+            r.add(m, path, count, "ignore_unavailable allow_no_indices expand_wildcards preference routing")
     r.add("POST", "/_reindex", reindex, "refresh timeout wait_for_completion requests_per_second slices max_docs "
           "scroll require_alias")

@@ -8,7 +8,7 @@ from typing import Any
 
 from segstore.errors import IndexNotFoundError, SegstoreError, ValidationError
 
-__all__ = ["RestRequest", "RestResponse", "error_response", "apply_filter_path"]
+__all__ = ["RestRequest", "RestResponse", "error_response", "render_error", "apply_filter_path"]
 
 
 @dataclass
@@ -45,7 +45,19 @@ class RestResponse:
         return {"content-type": self.content_type}
 
 
-def _cause(e: SegstoreError) -> dict[str, Any]:
+def _cause_of(e: BaseException) -> SegstoreError | None:
+    """The error rendered as ``caused_by``: an explicit ``caused_by``, else a request error raised ``from``
+    another one (the mapping layer wraps its messages in ``Failed to parse mapping [_doc]: ...`` that way)."""
+    cause = getattr(e, "caused_by", None)
+    if isinstance(cause, SegstoreError):
+        return cause
+    if isinstance(e, ValidationError) and isinstance(e.__cause__, ValidationError):
+        return e.__cause__
+    return None
+
+
+def render_error(e: SegstoreError, *, skip_cause: bool = False) -> dict[str, Any]:
+    """OpenSearch's ``generateThrowableXContent``: type, reason, metadata, then ``caused_by`` (recursively)."""
     c: dict[str, Any] = {"type": e.error_type, "reason": e.message}
     if isinstance(e, IndexNotFoundError):
         c.update({"index": e.index, "resource.id": e.index, "resource.type": "index_or_alias",
@@ -53,16 +65,19 @@ def _cause(e: SegstoreError) -> dict[str, Any]:
     extra = getattr(e, "extra", None)
     if extra:
         c.update(extra)
+    cause = _cause_of(e)
+    if cause is not None and not skip_cause:
+        c["caused_by"] = render_error(cause)
     return c
 
 
 def error_response(e: SegstoreError) -> RestResponse:
-    """OpenSearch's ``{"error": {"root_cause": [...], "type", "reason", ...}, "status": N}``."""
-    top = _cause(e)
-    err = {"root_cause": [dict(top)], **top}
-    cause = getattr(e, "caused_by", None)
-    if isinstance(cause, SegstoreError):
-        err["caused_by"] = _cause(cause)
+    """OpenSearch's ``{"error": {"root_cause": [...], "type", "reason", ...}, "status": N}``.
+
+    ``root_cause`` entries never carry ``caused_by``; an error may name its own root causes (a search phase
+    failure lists those of its shard failures)."""
+    roots = getattr(e, "root_causes", None) or [render_error(e, skip_cause=True)]
+    err = {"root_cause": roots, **render_error(e)}
     status = e.status if isinstance(e, ValidationError) or e.status else 500
     return RestResponse(status, {"error": err, "status": status})
 

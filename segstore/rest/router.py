@@ -2,7 +2,8 @@
 
 Both front ends (the in-process opensearch-py transport and ``segstore serve``) call :meth:`Router.handle`.
 Routes declare the query parameters they accept; any other parameter is rejected as OpenSearch does
-(``request [...] contains unrecognized parameter: [...]``). Static path segments win over placeholders.
+(``request [...] contains unrecognized parameter: [...]``, with ``-> did you mean [...]?`` suggestions).
+Static path segments win over placeholders. Bodies are parsed here (strict UTF-8 JSON).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from segstore.errors import IllegalArgumentError, SegstoreError
+import numpy as np
+
+from segstore.errors import IllegalArgumentError, ParseError, SegstoreError, ValidationError
 from segstore.node import Node
 from segstore.rest.response import RestRequest, RestResponse, apply_filter_path, error_response
 
-__all__ = ["Router", "Route"]
+__all__ = ["Router", "Route", "json_body", "parse_json", "decode_text", "JsonSyntaxError", "unrecognized"]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Node, RestRequest], RestResponse]
@@ -59,9 +62,9 @@ class Router:
         self.node = node
         self._routes: list[Route] = []
         self._lock = threading.Lock()
-        from segstore.rest import handlers_docs, handlers_indices, handlers_search  # noqa: PLC0415
+        from segstore.rest import handlers_docs, handlers_indices, handlers_knn, handlers_search  # noqa: PLC0415
 
-        for module in (handlers_indices, handlers_docs, handlers_search):
+        for module in (handlers_indices, handlers_docs, handlers_search, handlers_knn):
             module.register(self)
 
     def add(self, method: str, path: str, handler: Handler, params: str = "") -> None:
@@ -71,9 +74,12 @@ class Router:
 
     def handle(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
                headers: dict[str, str] | None = None) -> RestResponse:
+        """``path`` is the raw (still percent-encoded) request path: it is split on ``/`` first and each
+        segment is decoded once, so an encoded ``/`` (``%2F``) stays inside its segment."""
         method = method.upper()
         raw_path = path.split("?", 1)[0]
         parts = [unquote(p) for p in raw_path.split("/") if p]
+        shown_path = unquote(raw_path)
         params = {k: _param_str(v) for k, v in (params or {}).items()}
         allowed_methods = []
         for route in self._routes:
@@ -83,12 +89,12 @@ class Router:
             if route.method != method:
                 allowed_methods.append(route.method)
                 continue
-            unknown = sorted(set(params) - route.params)
+            unknown = set(params) - route.params
             if unknown:
-                what = "parameter" if len(unknown) == 1 else "parameters"
-                return error_response(IllegalArgumentError(
-                    f"request [{raw_path}] contains unrecognized {what}: [{', '.join(unknown)}]"))
-            req = RestRequest(method, raw_path, params, body, dict(headers or {}), pp)
+                # candidates: every parameter the handler consumes, path parameters included
+                names = route.params | {p[1:-1] for p in route.pattern if p.startswith("{")}
+                return error_response(IllegalArgumentError(unrecognized(shown_path, unknown, names)))
+            req = RestRequest(method, shown_path, params, body, dict(headers or {}), pp)
             try:
                 resp = route.handler(self.node, req)
             except SegstoreError as e:
@@ -107,6 +113,38 @@ class Router:
                                   "status": 400})
 
 
+def _similarity(a: str, b: str) -> float:
+    """Lucene's ``LevenshteinDistance#getDistance``: 1 - edits / max(length), in float32 as Java computes it."""
+    n, m = len(a), len(b)
+    if n == 0 or m == 0:
+        return 1.0 if n == m else 0.0
+    prev = list(range(n + 1))
+    for j in range(1, m + 1):
+        cur = [j] + [0] * n
+        for i in range(1, n + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[i] = min(cur[i - 1] + 1, prev[i] + 1, prev[i - 1] + cost)
+        prev = cur
+    return float(np.float32(1.0) - np.float32(prev[n]) / np.float32(max(n, m)))
+
+
+def unrecognized(path: str, invalids: set[str], candidates: frozenset[str] | set[str]) -> str:
+    """``BaseRestHandler#unrecognized``: ``[a], [b]`` in sorted order, each with ``-> did you mean [x]?``
+    naming the accepted parameters more than 50 % similar (best first, then by name)."""
+    what = "parameters" if len(invalids) > 1 else "parameter"
+    parts = []
+    for invalid in sorted(invalids):
+        scored = [(s, c) for c in candidates if (s := _similarity(invalid, c)) > 0.5]
+        keys = [c for _, c in sorted(scored, key=lambda t: (-t[0], t[1]))]
+        text = f"[{invalid}]"
+        if len(keys) == 1:
+            text += f" -> did you mean [{keys[0]}]?"
+        elif keys:
+            text += f" -> did you mean any of [{', '.join(keys)}]?"
+        parts.append(text)
+    return f"request [{path}] contains unrecognized {what}: {', '.join(parts)}"
+
+
 def _param_str(v: Any) -> str:
     """Query parameter values as text (opensearch-py hands some over as bytes, callers may pass bools)."""
     if v is True or v is False:
@@ -118,24 +156,46 @@ def _param_str(v: Any) -> str:
     return str(v)
 
 
-def json_body(req: RestRequest, *, required: bool = False) -> Any:
-    """The request body as JSON values (parsed here when it arrived as text)."""
-    body = req.body
+class JsonSyntaxError(Exception):
+    """A request body that is not JSON (or not UTF-8); ``detail`` is the parser's message."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def as_cause(self) -> ValidationError:
+        return ValidationError(self.detail, "json_parse_exception")
+
+
+def decode_text(body: bytes | bytearray) -> str:
+    """Strict UTF-8 (OpenSearch's parser rejects malformed UTF-8 instead of replacing it)."""
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JsonSyntaxError(f"Invalid UTF-8 ({e.reason}) at byte offset {e.start}: 0x{body[e.start]:02x}"
+                              ) from None
+
+
+def parse_json(body: Any) -> Any:
+    """The body as JSON values (None when empty); raises :class:`JsonSyntaxError`."""
     if isinstance(body, (bytes, bytearray)):
-        body = body.decode("utf-8", "replace")
+        body = decode_text(body)
     if isinstance(body, str):
         if not body.strip():
-            body = None
-        else:
-            try:
-                body = json.loads(body)
-            except json.JSONDecodeError as e:
-                from segstore.errors import ParseError  # noqa: PLC0415
+            return None
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as e:
+            raise JsonSyntaxError(f"{e.msg} at line {e.lineno} column {e.colno}") from None
+    return body
 
-                raise ParseError(f"Failed to parse content to map: {e.msg} at line {e.lineno} column {e.colno}"
-                                 ) from None
+
+def json_body(req: RestRequest, *, required: bool = False) -> Any:
+    """The request body as JSON values (parsed here when it arrived as text or bytes)."""
+    try:
+        body = parse_json(req.body)
+    except JsonSyntaxError as e:
+        raise ParseError(f"Failed to parse content to map: {e.detail}", caused_by=e.as_cause()) from None
     if body is None and required:
-        from segstore.errors import ParseError  # noqa: PLC0415
-
         raise ParseError("request body is required")
     return body

@@ -303,6 +303,11 @@ def _parse_knn(spec: Any, dv: frozenset[str]) -> KnnClause:
         raise IllegalArgumentError("[knn] requires minScore to be greater than 0")
     if (body.get("max_distance") is not None or min_score is not None) and body.get("rescore") is not None:
         raise IllegalArgumentError("[knn] rescore cannot be used with max_distance or min_score")
+    rescore = body.get("rescore")
+    if isinstance(rescore, Mapping) and "oversample_factor" in rescore:
+        from segstore.search.rescore import resolve_rescore  # noqa: PLC0415 - validation happens at parse time
+
+        resolve_rescore(dict(rescore), mode_typed=None, compression=None, dimension=0)
     params = body.get("method_parameters")
     if params is not None:
         if not isinstance(params, Mapping) or not params:

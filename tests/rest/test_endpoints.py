@@ -127,9 +127,6 @@ def test_get_settings_values_are_strings(client, index_name):
     assert index_name in client.indices.get_settings()  # GET /_settings
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-1: _nested_settings crashes (500 AttributeError) when a setting is both "
-                   "a value and a prefix (index.knn + index.knn.*); breaks GET _settings, GET /{index} and "
-                   "_cat/indices for every index")
 def test_get_settings_knn_subsettings(client, index_name):
     client.indices.create(index=index_name, body={"settings": {"index.knn": True,
                                                                "index.knn.algo_param.ef_search": 100}})
@@ -318,8 +315,6 @@ def test_update_missing_doc(client, index_name, knn_index):
     assert client.exists(index=index_name, id="9") is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-7: _update ignores if_seq_no/if_primary_term (apply_update always uses "
-                   "the current seq_no), so optimistic concurrency control on updates silently succeeds")
 def test_update_if_seq_no_conflict(client, index_name, knn_index):
     knn_index(index_name)
     client.index(index=index_name, id="1", body={"v": [1, 1], "x": 0})
@@ -330,8 +325,6 @@ def test_update_if_seq_no_conflict(client, index_name, knn_index):
         assert client.get(index=index_name, id="1")["_source"]["x"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-8: _update accepts _source but ignores it; OpenSearch adds a `get` "
-                   "section with the updated _source")
 def test_update_source_param_returns_get(client, index_name, knn_index):
     knn_index(index_name)
     client.index(index=index_name, id="1", body={"v": [1, 1], "x": 0})
@@ -383,8 +376,6 @@ def test_refresh_true_and_wait_for(client, index_name, knn_index):
     assert hits["total"]["value"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-9: GET ?realtime=false is accepted but ignored; OpenSearch reads from the "
-                   "last refreshed searcher, so an unrefreshed doc is not found")
 def test_get_realtime_false_reads_searcher(client, index_name, knn_index):
     knn_index(index_name, refresh_interval="-1")
     client.index(index=index_name, id="1", body={"v": [1, 1]})
@@ -492,9 +483,6 @@ def test_bulk_raw_x_ndjson(client, raw, index_name, knn_index):
     assert client.count(index=index_name)["count"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-5: a bulk delete on a missing index auto-creates the index (and answers "
-                   "not_found); OpenSearch never auto-creates for deletes and fails the item with "
-                   "index_not_found_exception")
 def test_bulk_delete_on_missing_index_does_not_create_it(client, index_name):
     resp = client.bulk(body=f'{{"delete":{{"_index":"{index_name}","_id":"1"}}}}\n')
     item = resp["items"][0]["delete"]
@@ -507,8 +495,6 @@ def test_bulk_delete_on_missing_index_does_not_create_it(client, index_name):
         assert client.indices.exists(index=index_name) is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-12: bulk items lack forced_refresh: true under ?refresh=true "
-                   "(OpenSearch's BulkShardResponse#setForcedRefresh sets it on every item)")
 def test_bulk_refresh_true_items_report_forced_refresh(client, index_name, knn_index):
     knn_index(index_name)
     resp = client.bulk(index=index_name, body=[{"index": {"_id": "1"}}, {"v": [1, 1]}], refresh="true")
@@ -673,8 +659,6 @@ def test_knn_total_is_k_per_shard_for_lucene(client, index_name, knn_index):
     assert len(resp["hits"]["hits"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-2: max_score is the maximum of the returned page; OpenSearch reports the "
-                   "best score of all collected hits (also when from > 0 or the page is empty)")
 def test_max_score_ignores_from(client, populated):
     resp = client.search(index=populated, body={"from": 1, "size": 1, "query": {"knn": {"v": {"vector": Q, "k": 4}}}})
     assert hit_ids(resp) == ["1"]
@@ -689,7 +673,6 @@ def test_bool_filter_around_knn_is_post_filter(client, populated):
     assert resp["hits"]["total"]["value"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-6: from + size beyond index.max_result_window (10000) is not rejected")
 def test_result_window_too_large(client, populated):
     from opensearchpy.exceptions import RequestError
 
@@ -844,16 +827,12 @@ def test_reindex_keeps_vectors(client, index_name, knn_index):
 
 # ------------------------------------------------------------------------------------------------ ids on the wire
 
-ODD_IDS = ["plain", "a b", "+plus", "é-ü", "a%20b", "x/y", "q?x=1#f", "100%"]
-HTTP_PATH_BUG = {"é-ü", "a%20b", "x/y", "q?x=1#f"}
+# the server takes the path from the raw request URI and the router decodes each segment once (BUG-21)
+ODD_IDS = ["plain", "a b", "+plus", "é-ü", "a%20b", "x/y", "q?x=1#f", "100%", "%2F", "a/b/c", "日本"]
 
 
 @pytest.mark.parametrize("doc_id", ODD_IDS)
-def test_doc_id_round_trip(client, index_name, knn_index, xfail_when, doc_id):
-    xfail_when(client.variant == "http" and doc_id in HTTP_PATH_BUG,
-               "BUG-21: segstore serve decodes the URL path twice (waitress PATH_INFO is already percent-decoded and "
-               "latin-1, then Router.handle unquotes again): non-ASCII ids become mojibake, '%xx' in ids is decoded "
-               "again, '%2F' splits the path and '%3F' truncates it")
+def test_doc_id_round_trip(client, index_name, knn_index, doc_id):
     knn_index(index_name)
     r = client.index(index=index_name, id=doc_id, body={"v": [1, 1], "id": doc_id}, refresh="true")
     assert r["_id"] == doc_id and r["result"] == "created"
@@ -861,4 +840,9 @@ def test_doc_id_round_trip(client, index_name, knn_index, xfail_when, doc_id):
     assert got["_id"] == doc_id and got["_source"]["id"] == doc_id
     hit = client.search(index=index_name, body={"query": {"match_all": {}}})["hits"]["hits"][0]
     assert hit["_id"] == doc_id
+    assert client.update(index=index_name, id=doc_id, body={"doc": {"u": 1}})["_id"] == doc_id
+    assert client.create(index=index_name, id=doc_id + "/c", body={"v": [2, 2]})["_id"] == doc_id + "/c"
+    got = client.mget(index=index_name, body={"ids": [doc_id, doc_id + "/c"]})["docs"]
+    assert [(d["_id"], d["found"]) for d in got] == [(doc_id, True), (doc_id + "/c", True)]
+    assert client.get(index=index_name, id=doc_id)["_source"] == {"v": [1.0, 1.0], "id": doc_id, "u": 1}
     assert client.delete(index=index_name, id=doc_id)["result"] == "deleted"

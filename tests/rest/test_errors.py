@@ -87,8 +87,6 @@ def test_malformed_json_create_index(client, index_name):
     assert state(client, index_name) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-16: a malformed create-index body should give reason exactly 'Failed to "
-                   "parse content to map' with the parser message in caused_by (json_parse_exception)")
 def test_malformed_json_create_index_exact(client, index_name):
     _, info = fail(lambda: client.transport.perform_request("PUT", f"/{index_name}", body="{bad"), RequestError)
     assert info["error"]["reason"] == "Failed to parse content to map"
@@ -140,7 +138,6 @@ def _missing_calls(c, x: str) -> dict[str, Any]:
     return {
         "get_doc": lambda: c.get(index=x, id="1"),
         "delete_doc": lambda: c.delete(index=x, id="1"),
-        "update_doc": lambda: c.update(index=x, id="1", body={"doc": {"a": 1}}),
         "search": lambda: c.search(index=x, body={"query": {"match_all": {}}}),
         "search_knn": lambda: c.search(index=x, body={"query": {"knn": {"v": {"vector": [1, 1], "k": 1}}}}),
         "count": lambda: c.count(index=x),
@@ -211,8 +208,8 @@ def test_version_conflicts(client, seeded):
     assert state(client, seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-10: version/version_type=external are accepted but ignored (doc gets "
-                   "_version 1; a lower external version is not rejected)")
+@pytest.mark.xfail(strict=True, reason="BUG-10: external versioning is not implemented (IndexWriter.index takes no "
+                   "version; see test_versioning_params_are_rejected): version_type=external is rejected with 400")
 def test_external_versioning(client, seeded):
     r = client.index(index=seeded, id="ext", body={"v": [1, 1]}, version=5, version_type="external")
     assert r["_version"] == 5
@@ -222,8 +219,6 @@ def test_external_versioning(client, seeded):
                                       "provided [3]"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-11: if_seq_no without if_primary_term must be a 400 validation error, "
-                   "not a version conflict")
 def test_if_seq_no_without_primary_term(client, seeded):
     _, info = fail(lambda: client.index(index=seeded, id="1", body={"v": [1, 1]}, if_seq_no=0), RequestError)
     assert_error(info, 400, "action_request_validation_exception",
@@ -283,8 +278,6 @@ def test_unknown_query_parameter_create_index(client, index_name):
     assert client.indices.exists(index=index_name) is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-13: several unknown parameters must render as '[a], [b]' and near misses "
-                   "get OpenSearch's '-> did you mean [x]?' suggestion")
 def test_unknown_query_parameters_format(client, seeded):
     path = f"/{seeded}/_doc/1"
     _, info = fail(lambda: client.transport.perform_request("GET", path, params={"foo": "1", "bar": "2"}),
@@ -310,9 +303,6 @@ def test_bad_parameter_values(client, seeded):
     assert state(client, seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-20: an invalid ?refresh= value is rejected with 400 only AFTER the write "
-                   "was applied (handlers_docs._refresh_after validates after w.index/w.delete/apply_update); the "
-                   "client is told it failed but the document is indexed")
 @pytest.mark.parametrize("op", ["index", "delete", "update", "bulk"])
 def test_bad_refresh_value_writes_nothing(client, seeded, op):
     before = state(client, seeded)
@@ -386,8 +376,6 @@ def test_invalid_mappings(client, index_name, props, reason):
     assert state(client, index_name) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-14: invalid-mapping errors lack OpenSearch's caused_by "
-                   "(mapper_parsing_exception with the unprefixed reason)")
 def test_invalid_mapping_caused_by(client, index_name):
     _, info = fail(lambda: client.indices.create(index=index_name, body={
         "settings": {"index.knn": True}, "mappings": {"properties": {"v": {"type": "knn_vector"}}}}), RequestError)
@@ -446,8 +434,11 @@ def test_bad_vector_in_document(client, seeded, value, cause):
 def test_bad_vector_query(client, seeded):
     _, info = fail(lambda: client.search(index=seeded, body={"query": {"knn": {"v": {"vector": [1], "k": 1}}}}),
                    RequestError)
-    assert info["error"]["root_cause"][0] == {"type": "illegal_argument_exception",
-                                              "reason": "Query vector has invalid dimension: 1. Dimension should be: 2"}
+    # a shard-level failure: QueryShardContext#toQuery wraps it (see test_bad_vector_query_is_shard_failure)
+    uuid = client.indices.get_settings(index=seeded)[seeded]["settings"]["index"]["uuid"]
+    assert info["error"]["root_cause"][0] == {
+        "type": "query_shard_exception", "index": seeded, "index_uuid": uuid,
+        "reason": "failed to create query: Query vector has invalid dimension: 1. Dimension should be: 2"}
     _, info = fail(lambda: client.search(index=seeded, body={"query": {"knn": {"v": {"vector": [1, 1], "k": 0}}}}),
                    RequestError)
     assert info["error"]["root_cause"][0]["reason"] == "[knn] requires k to be in the range (0, 10000]"
@@ -461,17 +452,26 @@ def test_bad_vector_query(client, seeded):
     assert_error(info, 400, "parsing_exception", "unknown query [foo]")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-15: shard-level query failures (e.g. a wrong query-vector dimension) must "
-                   "be wrapped in search_phase_execution_exception 'all shards failed'")
 def test_bad_vector_query_is_shard_failure(client, seeded):
     _, info = fail(lambda: client.search(index=seeded, body={"query": {"knn": {"v": {"vector": [1], "k": 1}}}}),
                    RequestError)
-    assert info["error"]["type"] == "search_phase_execution_exception"
-    assert info["error"]["reason"] == "all shards failed"
+    err = info["error"]
+    assert info["status"] == 400
+    assert err["type"] == "search_phase_execution_exception"
+    assert err["reason"] == "all shards failed"
+    assert err["phase"] == "query" and err["grouped"] is True
+    # the failure is its own root cause (an OpenSearchException): no top-level caused_by repeats it
+    assert "caused_by" not in err
+    (shard,) = err["failed_shards"]
+    assert shard["shard"] == 0 and shard["index"] == seeded and isinstance(shard["node"], str) and shard["node"]
+    reason = shard["reason"]
+    assert reason["type"] == "query_shard_exception" and reason["index"] == seeded
+    assert reason["reason"] == "failed to create query: Query vector has invalid dimension: 1. Dimension should be: 2"
+    assert reason["caused_by"] == {"type": "illegal_argument_exception",
+                                   "reason": "Query vector has invalid dimension: 1. Dimension should be: 2"}
+    assert err["root_cause"] == [{k: v for k, v in reason.items() if k != "caused_by"}]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-17: unknown top-level _search keys are silently ignored; OpenSearch "
-                   "answers parsing_exception 'Unknown key for a VALUE_NUMBER in [foo].'")
 def test_unknown_search_body_key(client, seeded):
     _, info = fail(lambda: client.search(index=seeded, body={"foo": 1}), RequestError)
     assert_error(info, 400, "parsing_exception", "Unknown key for a VALUE_NUMBER in [foo].")
@@ -516,8 +516,6 @@ def test_bulk_unknown_action(client, seeded):
     ('{"index":1}', "Malformed action/metadata line [3], expected START_OBJECT or END_OBJECT but found [VALUE_NUMBER]"),
     ('{"index":{"_id":"b2","foo":1}}', "Action/metadata line [3] contains an unknown parameter [foo]"),
 ])
-@pytest.mark.xfail(strict=True, reason="BUG-18: bulk action-line errors name Python types ([str], [dict], [int]) "
-                   "instead of XContent tokens, and unknown metadata parameters are accepted")
 def test_bulk_malformed_action_line_messages(client, seeded, line, reason):
     before = state(client, seeded)
     body = f'{{"index":{{"_index":"{seeded}","_id":"b1"}}}}\n{{"v":[2,2]}}\n{line}\n{{"v":[3,3]}}\n'
@@ -546,18 +544,21 @@ def test_update_bad_bodies(client, seeded):
     assert state(client, seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-19: request-validation failures use illegal_argument_exception/"
-                   "parse-less types; OpenSearch answers action_request_validation_exception (update without doc) and "
-                   "parse_exception naming the token (mget unknown key)")
 def test_validation_error_types(client, seeded):
     _, info = fail(lambda: client.update(index=seeded, id="1", body={}), RequestError)
     assert info["error"]["type"] == "action_request_validation_exception"
     _, info = fail(lambda: client.mget(index=seeded, body={"foo": []}), RequestError)
-    assert_error(info, 400, "parse_exception", "unknown key [foo] for a START_ARRAY, expected [docs] or [ids]")
+    # MultiGetRequest#add throws ParsingException (OpenSearch 2.x+; parse_exception was Elasticsearch 6)
+    assert_error(info, 400, "parsing_exception", "unknown key [foo] for a START_ARRAY, expected [docs] or [ids]")
+    _, info = fail(lambda: client.indices.forcemerge(index=seeded, max_num_segments=1, only_expunge_deletes=True),
+                   RequestError)
+    assert_error(info, 400, "action_request_validation_exception",
+                 "Validation Failed: 1: cannot set only_expunge_deletes and max_num_segments at the same time, those "
+                 "two parameters are mutually exclusive;")
+    _, info = fail(lambda: client.indices.create(index=seeded + "-x", body={"mapping": {}}), RequestError)
+    assert_error(info, 400, "parse_exception", "unknown key [mapping] for create index")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-22: request bodies are decoded with errors='replace', so invalid UTF-8 is "
-                   "silently stored as U+FFFD instead of being rejected (json_parse_exception) as OpenSearch does")
 def test_invalid_utf8_body_is_rejected(client, raw, seeded):
     before = state(client, seeded)
     try:

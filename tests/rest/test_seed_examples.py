@@ -2,9 +2,10 @@
 
 * ``derived-source-for-vectors.md``: the usage example (float vectors, faiss hnsw, derived source) and the
   behaviour the page promises (transparent reads, update, reindex, restart, smaller store). Must pass.
-* ``memory-optimized-vectors.md``: every request of the page. Examples that need later features (``mode``/
-  ``compression_level``, ``rescore``, byte and binary vectors, IVF training) are ``xfail(strict=False)`` so
-  they light up when the feature lands. Expected responses follow the page, or
+* ``memory-optimized-vectors.md``: every request of the page. Examples that need features not wired to the
+  REST layer yet (IVF training through ``/_plugins/_knn/models``) are ``xfail(strict=False)`` so they light
+  up when the feature lands; ``mode``/``compression_level``, ``rescore`` (over real quantized first-pass
+  scores), byte and binary vectors and nested vectors must pass. Expected responses follow the page, or
   ``/work/shared/reference/vector-semantics.md`` §8 where the page is wrong (binary HNSW scores, error 2).
 """
 
@@ -158,7 +159,6 @@ def test_derived_source_survives_restart_across_front_ends(tmp_path, start_serve
         assert server.stop() == 0
 
 
-@needs("byte and binary vectors in derived source (seed: 'Byte vectors ✓, Binary vectors ✓')")
 @pytest.mark.parametrize("data_type, dim, vec", [("byte", 3, [-126, 28, 127]), ("binary", 16, [-7, 99])])
 def test_derived_source_byte_and_binary(client, index_name, data_type, dim, vec):
     field = {"type": "knn_vector", "dimension": dim, "data_type": data_type,
@@ -173,7 +173,6 @@ def test_derived_source_byte_and_binary(client, index_name, data_type, dim, vec)
     assert hit["hits"]["hits"][0]["_source"] == {"my_vector": vec}
 
 
-@needs("knn_vector inside nested fields (seed: 'Nested vectors ✓')")
 def test_derived_source_nested_vectors(client, index_name):
     client.indices.create(index=index_name, body={"settings": {"index.knn": True}, "mappings": {"properties": {
         "nested_field": {"type": "nested", "properties": {"my_vector": {"type": "knn_vector", "dimension": 2}}}}}})
@@ -185,7 +184,6 @@ def test_derived_source_nested_vectors(client, index_name):
 # ================================================================== memory-optimized-vectors.md
 
 
-@needs("mode / compression_level (on_disk quantization)")
 @pytest.mark.parametrize("extra", [{"mode": "on_disk"}, {"mode": "on_disk", "compression_level": "16x"}])
 def test_memory_optimized_on_disk_mode(client, index_name, extra):
     body = {"settings": {"index": {"knn": True}}, "mappings": {"properties": {"my_vector": {
@@ -203,7 +201,6 @@ def test_memory_optimized_on_disk_mode(client, index_name, extra):
         ("1", 1.0), ("2", float(str(np.float32(1) / np.float32(1 + 6.25 + 4 + 2.25))))]
 
 
-@needs("rescore (oversample_factor) on quantized fields")
 @pytest.mark.parametrize("rescore", [{"oversample_factor": 1.2}, True])
 def test_memory_optimized_rescore_query(client, index_name, rescore):
     client.indices.create(index=index_name, body={"settings": {"index": {"knn": True}}, "mappings": {"properties": {
@@ -216,7 +213,6 @@ def test_memory_optimized_rescore_query(client, index_name, rescore):
     assert [(h["_id"], h["_score"]) for h in resp["hits"]["hits"]] == [("1", 1.0), ("2", 0.5)]
 
 
-@pytest.mark.xfail(strict=False, reason="needs issue: oversample_factor validation (rescore)")
 def test_memory_optimized_rescore_oversample_bounds(client, index_name):
     client.indices.create(index=index_name, body={"settings": {"index": {"knn": True}}, "mappings": {"properties": {
         "target-field": {"type": "knn_vector", "dimension": 4, "mode": "on_disk"}}}})
@@ -226,7 +222,6 @@ def test_memory_optimized_rescore_oversample_bounds(client, index_name):
     assert ei.value.status_code == 400
 
 
-@needs("byte vectors (data_type: byte)")
 def test_memory_optimized_byte_hnsw_example(client, index_name):
     body = {"settings": {"index": {"knn": True, "knn.algo_param.ef_search": 100}},
             "mappings": {"properties": {"my_vector": {
@@ -255,7 +250,6 @@ def test_memory_optimized_byte_hnsw_example(client, index_name):
 BINARY_DOCS = {"1": ([7], 4.4), "2": ([10], 14.2), "3": ([15], 19.1), "4": ([99], 1.2), "5": ([80], 16.5)}
 
 
-@needs("binary vectors (data_type: binary, hamming)")
 def test_memory_optimized_binary_hnsw_example(client, raw, index_name):
     body = {"settings": {"index": {"knn": True}}, "mappings": {"properties": {"my_vector": {
         "type": "knn_vector", "dimension": 8, "data_type": "binary", "space_type": "hamming",
