@@ -18,6 +18,7 @@ from segstore.index.catalog import Catalog
 from segstore.index.index_store import create_index, delete_index, open_index
 from segstore.index.index_writer import IndexWriter
 from segstore.index.settings import parse_time_seconds
+from segstore.models.registry import ModelRegistry
 
 __all__ = ["Node", "validate_index_name"]
 
@@ -55,6 +56,9 @@ class Node:
         self.data_dir = os.path.abspath(os.fspath(data_dir))
         os.makedirs(self.data_dir, exist_ok=True)
         self.catalog = Catalog.open(self.data_dir)
+        # k-NN models; one left "training" by a previous run is reported failed (vector-semantics.md §5.4)
+        self.models = ModelRegistry(self.catalog)
+        self.models.recover_models()
         self._writers: dict[str, IndexWriter] = {}
         self._lock = threading.RLock()
         self._closed = False
@@ -126,6 +130,7 @@ class Node:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self.models.close()  # a training job that finishes after this records nothing
         with self._lock:
             for w in self._writers.values():
                 try:

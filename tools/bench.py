@@ -140,18 +140,24 @@ def _disk_bytes(path: str) -> int:
     return total
 
 
+def _cpu() -> float:
+    """CPU seconds of this process, every thread (diagnostic: other tenants inflate wall time, not this)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def build_hnswlib(docs: np.ndarray) -> tuple[Any, dict[str, float]]:
     """Raw hnswlib build with every core (``add_items``' default); returns (index, stats)."""
     import hnswlib
 
     n = docs.shape[0]
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     index = hnswlib.Index(space="l2", dim=docs.shape[1])
     index.init_index(max_elements=n, M=M, ef_construction=EF_CONSTRUCTION, random_seed=SEED)
     index.add_items(docs, np.arange(n, dtype=np.int64))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     index.set_ef(EF_SEARCH)
-    return index, {"seconds": seconds, "docs_per_s": n / seconds}
+    return index, {"seconds": seconds, "docs_per_s": n / seconds, "cpu_s": cpu}
 
 
 def ingest_segstore(writer: Any, docs: np.ndarray, texts: list[str], bulk_size: int) -> dict[str, Any]:
@@ -161,26 +167,27 @@ def ingest_segstore(writer: Any, docs: np.ndarray, texts: list[str], bulk_size: 
     from segstore import IndexOp
 
     n = docs.shape[0]
-    bulk_s = 0.0
+    bulk_s = bulk_cpu = 0.0
     rejected = 0
     for s in range(0, n, bulk_size):
         e = min(n, s + bulk_size)
         ops = [IndexOp(str(i), {FIELD: row, "text": texts[i]}) for i, row in zip(range(s, e), docs[s:e].tolist())]
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         results = writer.bulk(ops)
         bulk_s += time.perf_counter() - t0
+        bulk_cpu += _cpu() - c0
         del ops
         rejected += sum(1 for r in results if isinstance(r, Exception))
     if rejected:
         raise RuntimeError(f"segstore rejected {rejected} benchmark documents")
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     writer.refresh()
     t1 = time.perf_counter()
     writer.commit()
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), _cpu()
     total = bulk_s + (t2 - t0)
     return {"seconds": total, "docs_per_s": n / total, "bulk_s": bulk_s, "refresh_s": t1 - t0,
-            "commit_s": t2 - t1, "bulks": -(-n // bulk_size)}
+            "commit_s": t2 - t1, "bulks": -(-n // bulk_size), "cpu_s": bulk_cpu + (c2 - c0)}
 
 
 def time_queries(runners: dict[str, Callable[[], None]], passes: int) -> dict[str, dict[str, Any]]:
@@ -345,6 +352,8 @@ def format_table(r: dict[str, Any]) -> str:
               f"segstore ingest: {ing['seconds']:.2f} s = bulks {ing['bulk_s']:.2f} s ({ing['bulks']} bulks) "
               f"+ refresh {ing['refresh_s']:.2f} s + commit {ing['commit_s']:.2f} s",
               f"hnswlib build:   {hn['build']['seconds']:.2f} s",
+              f"CPU seconds:     segstore ingest {ing['cpu_s']:.2f}, hnswlib build {hn['build']['cpu_s']:.2f} "
+              f"(all threads; wall > cpu / {m['cpu_count']} means other load)",
               f"segstore index:  {seg['segments']} segment(s), {seg['index_bytes'] / 2**20:.1f} MiB segment files, "
               f"{seg['data_dir_bytes'] / 2**20:.1f} MiB data dir",
               f"machine: {m['cpu_count']} cpus, python {m['python']}, numpy {m['numpy']}, hnswlib {m['hnswlib']}, "

@@ -67,7 +67,7 @@ from segstore.index.field_infos import FieldInfo
 from segstore.index.file_names import segment_file_name
 from segstore.index.write_state import SegmentReadState, SegmentWriteState
 from segstore.store.directory import IndexOutput
-from segstore_codecs.segstore1 import faiss_graph
+from segstore_codecs.segstore1 import faiss_graph, ivf_graph
 from segstore_codecs.segstore1.faiss_graph import FaissGraph, FaissLayout, resolve_accept
 from segstore_codecs.segstore1.vector_values_format import read_vector_meta
 
@@ -348,6 +348,14 @@ class SegStore1HnswGraphWriter(GraphWriter):
                 field.name, field.vector_dimension, field.vector_data_type):
             raise ValueError(f"vector values of [{values.field}] ({values.dimension}, {values.data_type}) do not "
                              f"match field [{field.name}] ({field.vector_dimension}, {field.vector_data_type})")
+        # --- IVF dispatch (fields mapped with model_id: segstore_codecs.segstore1.ivf_graph) ---
+        if ivf_graph.is_ivf_field(field):
+            self._fields.add(field.name)
+            if values.size >= 1:
+                model = ivf_graph.model_for_field(field)
+                self._write_ivf(field, model, ivf_graph.build_inverted_lists(model, values.vectors), values.size)
+            return
+        # --- end IVF dispatch ---
         library, _space, _layout = graph_library(field)  # an unsupported space: refuse even when empty
         _hnsw_params(field)
         self._fields.add(field.name)
@@ -363,6 +371,38 @@ class SegStore1HnswGraphWriter(GraphWriter):
             self._pending.remove(out)
             out.abort()
             raise
+
+    # --- IVF dispatch ------------------------------------------------------------------------------
+    def merge_field(self, field: FieldInfo, values: VectorValues, sources: list[tuple[Any, np.ndarray]]) -> None:
+        """A merged segment's graph of ``field`` from its inputs: ``sources`` are ``(input graph or None,
+        keep mask over that input's ordinals)`` in the order the merged vectors were concatenated. IVF
+        graphs from the same model are merged by concatenating their inverted lists (no re-encoding);
+        anything else is rebuilt from ``values`` by :meth:`add_field`."""
+        gf = graph_field(field)
+        graphs = [g for g, _keep in sources]
+        if (ivf_graph.is_ivf_field(gf) and values.size >= 1 and not self._done and gf.name not in self._fields
+                and all(isinstance(g, ivf_graph.IvfGraph) for g in graphs)):
+            model = ivf_graph.model_for_field(gf)
+            if all(g.model.sha256 == model.sha256 for g in graphs):
+                lists = ivf_graph.merge_inverted_lists([(g.list_source(), keep) for g, keep in sources],
+                                                       model.nlist)
+                if lists.count == values.size:
+                    self._fields.add(gf.name)
+                    self._write_ivf(gf, model, lists, values.size)
+                    return
+        self.add_field(field, values)
+
+    def _write_ivf(self, field: FieldInfo, model: Any, lists: Any, count: int) -> None:
+        out = self._state.directory.create_output(ivf_graph.ivf_file_name(self._state.segment_info.name, field))
+        self._pending.append(out)
+        try:
+            nprobes = int(field.attributes.get("ivf.nprobes", "1"))
+            ivf_graph.write_ivf(out, self._state.segment_info.segment_id, field, model, lists, count, nprobes)
+        except BaseException:
+            self._pending.remove(out)
+            out.abort()
+            raise
+    # --- end IVF dispatch ----------------------------------------------------------------------------
 
     def finish(self) -> None:
         if self._done == "finished":
@@ -403,7 +443,8 @@ class SegStore1HnswGraphReader(GraphReader):
         self._state = state
         seg = state.segment_info
         listed = set(seg.files)
-        with_graph = [fi for fi in state.field_infos.vector_fields() if graph_file_name(seg.name, fi) in listed]
+        with_graph = [fi for fi in state.field_infos.vector_fields() if graph_file_name(seg.name, fi) in listed
+                      or ivf_graph.ivf_file_name(seg.name, fi) in listed]  # IVF dispatch
         counts: dict[str, int] = {}
         if with_graph:
             counts = {name: m.count for name, m in read_vector_meta(state)[0].items()}
@@ -425,6 +466,11 @@ class SegStore1HnswGraphReader(GraphReader):
     def _open(self, field: FieldInfo) -> FramedInput:
         name = graph_file_name(self._state.segment_info.name, field)
         try:
+            if ivf_graph.is_ivf_field(field):  # IVF dispatch
+                name = ivf_graph.ivf_file_name(self._state.segment_info.name, field)
+                return FramedInput(self._state.directory, name, ivf_graph.CODEC_NAME, ivf_graph.VERSION_START,
+                                   ivf_graph.VERSION_CURRENT, self._state.segment_info.segment_id,
+                                   f"f{field.number}", verify_checksum=True)
             return FramedInput(self._state.directory, name, CODEC_NAME, VERSION_START, VERSION_CURRENT,
                                self._state.segment_info.segment_id, f"f{field.number}", verify_checksum=True)
         except FileNotFoundError:
@@ -444,6 +490,9 @@ class SegStore1HnswGraphReader(GraphReader):
         return graph
 
     def _load(self, field: FieldInfo, count: int) -> KnnGraph:
+        if ivf_graph.is_ivf_field(field):  # IVF dispatch: CRC verified by _open, then every array validated
+            with self._open(field) as inp:
+                return inp.parse(lambda payload: ivf_graph.read_ivf(payload, field, count, inp.name))
         with self._open(field) as inp:  # full CRC verified here, before anything is parsed
 
             def parse(payload: memoryview) -> tuple[dict[str, Any], int]:

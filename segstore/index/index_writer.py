@@ -11,6 +11,12 @@ Locking: ``_lock`` (re-entrant) guards all mutable state and is held only briefl
 segment is built outside it, so indexing continues during a flush); ``_refresh_lock`` serialises refreshes,
 commits and merge commits. ``commit`` holds both for its whole duration so that no operation can slip
 between the flush and the translog roll.
+
+Merges: after each refresh ``maybe_merge()`` asks the merge policy for natural merges and hands them to the
+merge scheduler (serial by default; the Node uses background threads). A merge holds neither lock while it
+reads and writes; it takes both only to swap its inputs for the merged segment (``merge_commit``). Lock
+order: scheduler lock, then ``_refresh_lock``, then ``_lock``; nothing calls the scheduler while holding
+a writer lock.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ from segstore.index.documents_writer import flush_documents, root_doc_ids
 from segstore.index.file_deleter import IndexFileDeleter
 from segstore.index.file_names import WRITE_LOCK_NAME, segment_name
 from segstore.index.index_files import IndexFiles
-from segstore.index.merge_policy import MergeContext, MergePolicy, NoMergePolicy, OneMerge
-from segstore.index.merge_scheduler import MergeScheduler, SerialMergeScheduler
+from segstore.index.merge_policy import MergePolicy, OneMerge
+from segstore.index.merge_scheduler import MergeScheduler, merge_config
+from segstore.index.segment_merger import MergeResult
+from segstore.index.settings import IndexSettings
 from segstore.index.operations import BufferedDoc, DeleteOp, GetResult, IndexOp, OpResult
 from segstore.index.segment_info import SegmentCommitInfo
 from segstore.index.segment_reader import SegmentReader, vector_to_json
@@ -45,6 +53,7 @@ from segstore.derived_source.mask import inject_source
 from segstore.mapping.document_parser import DocumentParser, ParsedDocument
 from segstore.mapping.dynamic import dynamic_properties, merge_properties
 from segstore.mapping.mappings import Mappings
+from segstore.models.registry import pending_models, resolve_mappings
 from segstore.search.source_filter import SourceFilter
 from segstore.translog import Translog
 
@@ -64,8 +73,8 @@ class IndexWriter:
         files: IndexFiles,
         *,
         codec: Codec | None = None,
-        merge_policy: MergePolicy | None = None,
-        merge_scheduler: MergeScheduler | None = None,
+        merge_policy: MergePolicy | Callable[[IndexSettings], MergePolicy] | None = None,
+        merge_scheduler: MergeScheduler | Callable[[IndexSettings], MergeScheduler] | None = None,
     ) -> None:
         meta = catalog.get_index(index_name)
         if meta is None:
@@ -76,10 +85,11 @@ class IndexWriter:
         self.files = files
         self.directory = files.directory
         self.codec = codec or default_codec()
-        self.merge_policy = merge_policy or NoMergePolicy()
-        self.merge_scheduler = merge_scheduler or SerialMergeScheduler()
         self.meta = meta
-        self.settings, self.mappings = files.parse_metadata(meta)
+        self.settings, mappings = files.parse_metadata(meta)
+        self._mappings = resolve_mappings(mappings, catalog)  # model_id fields of created models
+        self.merge_policy, self.merge_scheduler, self._owns_scheduler = merge_config(
+            merge_policy, merge_scheduler, self.settings)
         self.parser = DocumentParser(self.mappings, self._derived_paths())
         self._lock = threading.RLock()
         self._refresh_lock = threading.RLock()
@@ -106,6 +116,13 @@ class IndexWriter:
             self._merging: set[str] = set()
             self._last_refresh = time.monotonic()
             self._pending_merges: list[OneMerge] = []
+            self._merges_in_flight: set[int] = set()  # id() of merges handed out and not finished
+            self._merge_cond = threading.Condition(self._lock)
+            self._merges_paused = 0  # > 0 while a forced merge or close() runs: no natural merges
+            self._merge_abort = False  # running merges stop at their next check (close without commit)
+            self._force_merge_lock = threading.Lock()
+            self._segment_bytes: dict[str, int] = {}
+            self._merge_totals = {"total": 0, "total_docs": 0, "total_time_in_millis": 0}
             self.translog: Translog = state.translog
             self._resolver = OpResolver(self)
             self.replayed_ops = replay_translog(self, state)
@@ -114,6 +131,27 @@ class IndexWriter:
             raise
 
     # ------------------------------------------------------------------------------------------ helpers
+
+    @property
+    def mappings(self) -> Mappings:
+        """The index mappings. A ``model_id`` field is resolved from its model (dimension, data type, space,
+        IVF parameters) as soon as the model is ``created``: a mapping may be created before its model is
+        trained (vector-semantics.md §5.4); until then indexing and search fail with ``Model ID '<id>' is
+        not created.``. Cheap when no field waits for a model (no catalog access)."""
+        current = self._mappings
+        if pending_models(current):
+            resolved = resolve_mappings(current, self.catalog)
+            if resolved is not current:
+                with self._lock:
+                    if self._mappings is current:
+                        self._mappings = resolved
+                        self.parser = DocumentParser(resolved, self._derived_paths())
+                return self._mappings
+        return current
+
+    @mappings.setter
+    def mappings(self, value: Mappings) -> None:
+        self._mappings = resolve_mappings(value, self.catalog)
 
     def _derived_paths(self) -> list[str]:
         """Derived vector paths (derived-source.md §1.1): the index setting is on, ``_source`` is enabled,
@@ -177,6 +215,7 @@ class IndexWriter:
         self._ensure_open()
         index_ops = [(i, op) for i, op in enumerate(ops) if isinstance(op, IndexOp)]
         pairs = [(str(op.doc_id), op.source) for _, op in index_ops]
+        self.mappings  # noqa: B018 - resolves model fields whose model was created since (new parser)
         parsed = self.parser.parse(pairs)
         # Dynamic mappings come only from documents that passed validation; then those documents are
         # parsed again so their doc values follow the new mapping (a later document of the batch that
@@ -234,7 +273,7 @@ class IndexWriter:
             self.catalog.put_index_metadata(self.index_name, {k: v for k, v in meta.items() if k != "uuid"})
             self.meta = meta
             self.mappings = mappings
-            self.parser = DocumentParser(mappings, self._derived_paths())
+            self.parser = DocumentParser(self.mappings, self._derived_paths())
             self._mapping_changed = True
 
     # ------------------------------------------------------------------------------------ realtime get
@@ -279,7 +318,14 @@ class IndexWriter:
     # ---------------------------------------------------------------------------------------- refresh
 
     def refresh(self) -> bool:
-        """Make every applied operation searchable. Returns False if there was nothing to do."""
+        """Make every applied operation searchable, then let the merge policy look at the new segments.
+        Returns False if there was nothing to do."""
+        done = self._refresh()
+        if done:
+            self.maybe_merge("refresh")
+        return done
+
+    def _refresh(self) -> bool:
         self._ensure_open()
         with self._refresh_lock:
             with self._lock:
@@ -375,7 +421,7 @@ class IndexWriter:
         """Durably publish everything applied so far; returns the commit generation."""
         self._ensure_open()
         with self._refresh_lock, self._lock:
-            self.refresh()
+            self._refresh()  # no merges from here: this thread holds both writer locks
             try:
                 new_gen = self.translog.roll_generation()
                 record = {
@@ -412,38 +458,53 @@ class IndexWriter:
         return [f for s in segments for f in s.files()]
 
     # ----------------------------------------------------------------------------------------- merges
+    # The bookkeeping lives in ``merge_commit`` (imported lazily: it imports this module's types).
 
-    def force_merge(self, max_num_segments: int = 1, *, only_expunge_deletes: bool = False,
-                    flush: bool = True) -> None:
-        """Merge down to ``max_num_segments`` (or rewrite segments with deletes), then commit if ``flush``."""
-        self._ensure_open()
-        self.refresh()
-        with self._lock:
-            ctx = MergeContext(frozenset(self._merging))
-            segs = list(self._segments)
-        spec = (self.merge_policy.find_forced_deletes_merges(segs, ctx) if only_expunge_deletes
-                else self.merge_policy.find_forced_merges(segs, max_num_segments, ctx))
-        with self._lock:
-            for m in spec.merges:
-                self._merging.update(m.names)
-                self._pending_merges.append(m)
-        SerialMergeScheduler().merge(self, "force_merge")
-        if flush:
-            self.commit()
+    def maybe_merge(self, trigger: str = "explicit") -> None:
+        """Ask the merge policy for natural merges and hand them to the scheduler (called after every
+        refresh). With the serial scheduler the merges run here; with the concurrent one this returns at
+        once. Does nothing while a forced merge or ``close()`` runs."""
+        from segstore.index import merge_commit  # noqa: PLC0415
+
+        if not self._closed and merge_commit.register_natural_merges(self):
+            self.merge_scheduler.merge(self, trigger)
 
     def next_merge(self) -> OneMerge | None:
+        """The next pending natural merge for the scheduler, or None (also while paused or closed)."""
         with self._lock:
-            return self._pending_merges.pop(0) if self._pending_merges else None
+            if self._closed or self._merges_paused or not self._pending_merges:
+                return None
+            m = self._pending_merges.pop(0)
+            self._merges_in_flight.add(id(m))
+            return m
 
-    def merge(self, merge: OneMerge) -> None:
-        """Run one merge: read the inputs at their current generation, write, then commit it in."""
-        from segstore.index.merge_commit import run_merge
+    def merge(self, merge: OneMerge) -> MergeResult | None:
+        """Run one merge handed out by :meth:`next_merge`: read the inputs at their current generation,
+        write the merged segment, commit it in. On failure the inputs are untouched, the merge's files
+        are removed and the writer stays usable."""
+        from segstore.index import merge_commit  # noqa: PLC0415
 
-        try:
-            run_merge(self, merge)
-        finally:
-            with self._lock:
-                self._merging.difference_update(merge.names)
+        return merge_commit.merge_one(self, merge)
+
+    def merge_stats(self) -> dict[str, int]:
+        """Running merges (``current``) and totals of finished ones, as OpenSearch's ``_stats`` shows."""
+        from segstore.index import merge_commit  # noqa: PLC0415
+
+        return merge_commit.merge_stats(self)
+
+    def force_merge(self, max_num_segments: int = 1, *, only_expunge_deletes: bool = False,
+                    flush: bool = True) -> list[MergeResult]:
+        """Merge the segments that exist now down to ``max_num_segments`` (or rewrite the segments with
+        deletes: ``only_expunge_deletes``), then commit if ``flush``. Returns what each merge did.
+        Safe while indexing goes on (see :func:`segstore.index.merge_commit.force_merge`)."""
+        from segstore.index import merge_commit  # noqa: PLC0415
+
+        self._ensure_open()
+        results = merge_commit.force_merge(self, max_num_segments, only_expunge_deletes)
+        if flush:
+            self.commit()
+        self.maybe_merge("force_merge")
+        return results
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -478,15 +539,24 @@ class IndexWriter:
                 log.warning("error while closing IndexWriter of [%s]: %r", self.index_name, e)
 
     def close(self, *, commit: bool = True) -> None:
-        """Commit (unless ``commit=False``) and release everything. Idempotent."""
+        """Commit (unless ``commit=False``) and release everything. Idempotent.
+
+        Running merges are waited for, so their result is part of the final commit; with ``commit=False``
+        they are aborted at their next check (a graph build in progress still completes) and discarded.
+        Pending merges are dropped."""
         if self._closed:
             return
+        from segstore.index.merge_commit import pause_merges  # noqa: PLC0415
+
         try:
+            pause_merges(self, abort=not commit or self.tragic_exception is not None)
             if commit and self.tragic_exception is None:
                 self.commit()
         finally:
             with self._lock:
                 self._close_internal()
+            if self._owns_scheduler:
+                self.merge_scheduler.close()
 
     def __enter__(self) -> "IndexWriter":
         return self

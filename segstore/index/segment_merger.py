@@ -11,6 +11,12 @@ Per format (style rule 5: merges read raw, never through the injecting view):
 * attributes: the union of the inputs' derived-source paths.
 
 The doc map of input ``i`` sends an old doc id to its new id, or -1 if it was deleted.
+
+Fields missing from some inputs are fine (only the inputs that have a field contribute rows). A quantized
+field's state is never copied from an input: ``write_segment`` retrains it from the merged full-precision
+vectors, so inputs whose states differ merge into one consistent state. ``check_abort`` (optional) is called
+every :data:`ABORT_CHECK_INTERVAL` copied documents and between steps; it raises to abort the merge, and
+``write_segment`` then removes everything written.
 """
 
 from __future__ import annotations
@@ -31,14 +37,16 @@ from segstore.index.segment_reader import SegmentReader
 from segstore.index.segment_writer import write_segment
 from segstore.store.directory import Directory
 
-__all__ = ["SegmentMerger", "MergeResult"]
+__all__ = ["SegmentMerger", "MergeResult", "ABORT_CHECK_INTERVAL"]
+
+ABORT_CHECK_INTERVAL = 512
 
 
 @dataclass
 class MergeResult:
     commit_info: SegmentCommitInfo
     doc_maps: list[np.ndarray]
-    ids: list[str]
+    ids: list[str | None]  # None for nested child records (they have no _id)
     versions: list[int]
     seq_nos: list[int]
     timings: dict[str, float] = field(default_factory=dict)
@@ -73,12 +81,15 @@ class SegmentMerger:
         readers: list[SegmentReader],
         name: str,
         build_graph: Callable[[FieldInfo, int], bool],
+        *,
+        check_abort: Callable[[], None] | None = None,
     ) -> None:
         self.codec = codec
         self.directory = directory
         self.readers = readers
         self.name = name
         self.build_graph = build_graph
+        self.check_abort = check_abort or (lambda: None)
 
     def doc_maps(self) -> list[np.ndarray]:
         maps, base = [], 0
@@ -93,13 +104,17 @@ class SegmentMerger:
         # Verify every input byte first: a merge re-checksums what it copies, so damage it did not detect
         # would become permanent, valid-looking data (Lucene's format merges call checkIntegrity too).
         for r in self.readers:
+            self.check_abort()
             r.check_integrity()
         maps = self.doc_maps()
         num_docs = sum(int((m >= 0).sum()) for m in maps)
         field_infos = merge_field_infos(self.readers)
         vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        graph_sources: dict[str, list[tuple[Any, np.ndarray]]] = {}  # IVF fields: (input graph, keep)
         for fi in field_infos.vector_fields():
+            self.check_abort()
             rows, docs = [], []
+            sources: list[tuple[Any, np.ndarray]] = []
             for r, m in zip(self.readers, maps):
                 values = r.vector_values(fi.name)
                 if values is None or values.size == 0:
@@ -108,6 +123,9 @@ class SegmentMerger:
                 keep = new_docs >= 0
                 rows.append(values.vectors[keep])
                 docs.append(new_docs[keep])
+                sources.append((r.graph(fi.name) if fi.attributes.get("model_id") else None, keep))
+            if fi.attributes.get("model_id") and sources:
+                graph_sources[fi.name] = sources  # IVF graphs are merged by concatenating inverted lists
             width = fi.vector_dimension // 8 if fi.vector_data_type == "binary" else fi.vector_dimension
             dtype = {"float": np.float32, "byte": np.int8, "binary": np.uint8}[fi.vector_data_type]
             vectors[fi.name] = (
@@ -142,14 +160,17 @@ class SegmentMerger:
                 docs_all = np.concatenate(d_parts).astype(np.int32)
                 vals_all = np.concatenate(v_parts)
                 doc_values[fi.name] = (docs_all, vals_all.tolist() if vals_all.dtype == object else vals_all)
-        ids: list[str] = []
+        ids: list[str | None] = []
         versions: list[int] = []
         seq_nos: list[int] = []
 
         def records() -> Iterator[bytes]:
+            check = self.check_abort
             for r, m in zip(self.readers, maps):
                 live_docs = np.flatnonzero(m >= 0)
                 for raw in r.core.stored.raw_documents(live_docs.tolist()):
+                    if len(ids) % ABORT_CHECK_INTERVAL == 0:
+                        check()
                     head: dict[str, Any] = msgpack.unpackb(raw, raw=False)
                     ids.append(head.get("_id"))  # nested child records have no id
                     versions.append(int(head.get("_version", 1)))
@@ -161,6 +182,6 @@ class SegmentMerger:
             self.codec, self.directory, self.name, records(), num_docs, field_infos, vectors, self.build_graph,
             attributes=union_attributes(r.commit_info.info.attributes for r in self.readers),
             diagnostics={"source": "merge", "merged_from": ",".join(r.name for r in self.readers)},
-            timings=timings, doc_values=doc_values,
+            timings=timings, doc_values=doc_values, graph_sources=graph_sources,
         )
         return MergeResult(info, maps, ids, versions, seq_nos, timings)

@@ -40,6 +40,7 @@ def write_segment(
     diagnostics: dict[str, str],
     timings: dict[str, float] | None = None,
     doc_values: dict[str, tuple[np.ndarray, Any]] | None = None,
+    graph_sources: dict[str, list[tuple[Any, np.ndarray]]] | None = None,
 ) -> SegmentCommitInfo:
     """Write segment ``name`` and return its commit info (generation 0, no deletes).
 
@@ -98,8 +99,12 @@ def write_segment(
                     qstate.prepare(rows) if qstate.kind == "fp16" else codes)
             if build_graph(fi, rows.shape[0]):
                 gf = graph_field(fi)
-                graph_writer.add_field(fi, VectorValues(fi.name, gf.vector_dimension, gf.vector_data_type,
-                                                        graph_rows, docs))
+                values = VectorValues(fi.name, gf.vector_dimension, gf.vector_data_type, graph_rows, docs)
+                sources = (graph_sources or {}).get(fi.name)  # merges: (input graph, keep mask) per input
+                if sources is not None and q is None and hasattr(graph_writer, "merge_field"):
+                    graph_writer.merge_field(fi, values, sources)  # IVF: inverted lists concatenated
+                else:
+                    graph_writer.add_field(fi, values)
         graph_writer.finish()
         state.files.update(state_files)
         t["graph"] = time.perf_counter() - t0

@@ -78,6 +78,25 @@ class KnnVectorMapping:
     nprobes: int | None = None
     user_compression: bool = False
     user_mode: bool = False
+    model_sha256: str | None = None  # set once a model field is resolved from its created model
+
+    # --- model_id resolution hook (segstore.models.registry.resolve_mappings) ---------------------------
+    @property
+    def model_pending(self) -> bool:
+        """A ``model_id`` field whose model is not resolved yet (not created, or not looked up)."""
+        return self.model_id is not None and self.dimension is None
+
+    def with_model(self, *, dimension: int, data_type: str, space_type: str, nlist: int, nprobes: int,
+                   model_sha256: str) -> "KnnVectorMapping":
+        """This ``model_id`` field resolved from its created model (vector-semantics.md §5.4): dimension,
+        data type, engine (faiss), method (ivf), space and IVF parameters come from the model. No encoder
+        is set: the model's encoder lives in the model itself (segment IVF graphs), not in the mapping."""
+        if self.model_id is None:
+            raise ValueError(f"field [{self.path}] has no model_id")
+        return replace(self, dimension=dimension, data_type=data_type, space_type=space_type, engine="faiss",
+                       method="ivf", nlist=nlist, nprobes=nprobes, compression_level="1x",
+                       model_sha256=model_sha256)
+    # --- end model_id resolution hook ---------------------------------------------------------------
 
     def require_dimension(self) -> int:
         """The dimension, or OpenSearch's error for a model field whose model is not created yet."""
@@ -90,6 +109,9 @@ class KnnVectorMapping:
         attrs = {"knn": str(self.knn).lower()}
         if self.model_id is not None:
             attrs["model_id"] = self.model_id
+            if self.model_sha256 is not None:  # resolved: the segment's IVF graph is built from the model
+                attrs.update({"engine": "faiss", "method": "ivf", "ivf.nlist": str(self.nlist),
+                              "ivf.nprobes": str(self.nprobes), "ivf.model_sha256": self.model_sha256})
             return attrs
         if not self.knn or self.engine is None or self.method is None:
             return attrs

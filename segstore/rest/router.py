@@ -62,9 +62,9 @@ class Router:
         self.node = node
         self._routes: list[Route] = []
         self._lock = threading.Lock()
-        from segstore.rest import handlers_docs, handlers_indices, handlers_knn, handlers_search  # noqa: PLC0415
+        from segstore.rest import handlers_docs, handlers_indices, handlers_knn, handlers_models, handlers_search  # noqa: PLC0415
 
-        for module in (handlers_indices, handlers_docs, handlers_search, handlers_knn):
+        for module in (handlers_indices, handlers_docs, handlers_search, handlers_knn, handlers_models):
             module.register(self)
 
     def add(self, method: str, path: str, handler: Handler, params: str = "") -> None:

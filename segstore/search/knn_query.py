@@ -55,6 +55,7 @@ def _leaf_candidates(
     accept_docs: Callable[[SegmentReader], np.ndarray | None] | None,
     filtered_exact_threshold: int | None = None,
     nested: bool = False,
+    nprobes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(doc ids, float32 scores) of up to k best live docs of one segment.
 
@@ -88,6 +89,8 @@ def _leaf_candidates(
     else:
         exact = n_allowed <= EXACT_SEARCH_MAX_VECTORS
     graph = None if exact else leaf.graph(field)
+    if graph is not None and nprobes is not None and hasattr(graph, "with_nprobes"):
+        graph = graph.with_nprobes(nprobes)  # IVF: lists visited (query method_parameters, else the model's)
     if graph is None:
         ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
     elif allowed is None:
@@ -151,6 +154,7 @@ def knn_search(
     filtered_exact_threshold: int | None = None,
     per_segment: bool = False,
     nested: bool = False,
+    nprobes: int | None = None,
 ) -> TopDocs:
     """The k nearest live documents to ``query`` (already validated and canonical: float32/int8/uint8)."""
     all_scores: list[np.ndarray] = []
@@ -158,7 +162,7 @@ def knn_search(
     all_docs: list[np.ndarray] = []
     total = 0
     for i, leaf in enumerate(reader.leaves):
-        found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs, filtered_exact_threshold, nested)
+        found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs, filtered_exact_threshold, nested, nprobes=nprobes)
         if found is None:
             continue
         docs, s = found

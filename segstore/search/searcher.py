@@ -129,8 +129,9 @@ class IndexSearcher:
                         "index.knn.disk.vector.shard_level_rescoring_disabled")).lower() == "true")
                 top = quantized_knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), ctx, pre, threshold)
             else:
+                nprobes = (knn.nprobes or fm.nprobes) if fm.method == "ivf" else None
                 top = knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), pre, threshold,
-                                 per_segment=fm.engine != "lucene",
+                                 per_segment=fm.engine != "lucene", nprobes=nprobes,
                                  nested=self.mappings.nested_scope(knn.field) is not None)
             if outer is not None:
                 # Clauses next to a knn query filter its results afterwards (post-filtering, as OpenSearch).

@@ -2,10 +2,9 @@
 
 * ``derived-source-for-vectors.md``: the usage example (float vectors, faiss hnsw, derived source) and the
   behaviour the page promises (transparent reads, update, reindex, restart, smaller store). Must pass.
-* ``memory-optimized-vectors.md``: every request of the page. Examples that need features not wired to the
-  REST layer yet (IVF training through ``/_plugins/_knn/models``) are ``xfail(strict=False)`` so they light
-  up when the feature lands; ``mode``/``compression_level``, ``rescore`` (over real quantized first-pass
-  scores), byte and binary vectors and nested vectors must pass. Expected responses follow the page, or
+* ``memory-optimized-vectors.md``: every request of the page must pass, IVF training walkthroughs
+  included, as must ``mode``/``compression_level``, ``rescore`` (over real quantized first-pass scores), byte
+  and binary vectors and nested vectors. Expected responses follow the page, or
   ``/work/shared/reference/vector-semantics.md`` §8 where the page is wrong (binary HNSW scores, error 2).
 """
 
@@ -21,11 +20,6 @@ def canonical(rows: np.ndarray) -> list[list[float]]:
     """float32 values written as their shortest decimal: they round-trip through derived source unchanged
     (derived-source.md §5.2)."""
     return [[float(str(np.float32(x))) for x in row] for row in rows]
-
-
-def needs(issue: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=False, raises=(TransportError, AssertionError, KeyError),
-                             reason=f"needs issue: {issue}")
 
 
 # ================================================================== derived-source-for-vectors.md
@@ -289,7 +283,6 @@ def _train_model(client, model_id: str, body: dict) -> None:
     raise AssertionError("model training did not finish")
 
 
-@needs("IVF training API (/_plugins/_knn/models) and byte vectors")
 def test_memory_optimized_byte_ivf_example(client, index_name):
     train = index_name + "-train"
     client.indices.create(index=train, body={"mappings": {"properties": {"train-field": {
@@ -316,7 +309,6 @@ def test_memory_optimized_byte_ivf_example(client, index_name):
     assert [h["_id"] for h in resp["hits"]["hits"]] == best
 
 
-@needs("IVF training API (/_plugins/_knn/models) and binary vectors")
 def test_memory_optimized_binary_ivf_example(client, index_name):
     train = index_name + "-train"
     client.indices.create(index=train, body={"mappings": {"properties": {"train-field": {
