@@ -158,4 +158,6 @@ def validate_commit(record: Any, where: str, generation: int | None = None) -> s
             return f"segment {name} has an impossible del_gen={del_gen!r}"
         if not _is_int(del_count) or not 0 <= del_count <= max_doc:
             return f"segment {name} has an impossible del_count={del_count!r} for max_doc={max_doc}"
+        if del_gen == 0 and del_count:  # deletes need a live-docs generation to say which docs they are
+            return f"segment {name} has del_count={del_count} but no live-docs generation (del_gen=0)"
     return None

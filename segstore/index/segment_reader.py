@@ -271,3 +271,7 @@ class SegmentReader:
         self.core.vectors.check_integrity()
         self.core.graphs.check_integrity()
         self.core.doc_values.check_integrity()
+        for fi in self.core.field_infos.vector_fields():
+            qv = self.core.quantized(fi.name)  # quantization states and codes (.qst): full CRC on open
+            if qv is not None and qv._framed is not None:
+                qv._framed.check_integrity()

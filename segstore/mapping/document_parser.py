@@ -243,7 +243,10 @@ def _encode(fm: KnnVectorMapping, arr: np.ndarray) -> np.ndarray:
         rows = arr.astype(np.float32)
         if fm.engine == "faiss" and fm.space_type == "cosinesimil":
             norms = np.sqrt((rows * rows).sum(axis=1, dtype=np.float32, keepdims=True))
-            rows = rows / norms
+            # Normalising in float32 is not idempotent: rows already of unit length (a derived _source fed
+            # back through reindex or import) are kept as they are, so they do not drift by an ulp each time.
+            unit = np.abs(norms - np.float32(1.0)) <= np.float32(4 * np.finfo(np.float32).eps)
+            rows = np.where(unit, rows, rows / norms)
         return rows
     as_int8 = arr.astype(np.int8)
     return as_int8.view(np.uint8) if fm.data_type == "binary" else as_int8
