@@ -14,6 +14,13 @@ def _segstore1():  # type: ignore[no-untyped-def]
     return SegStore1Codec()
 
 
+def _segstore0():  # type: ignore[no-untyped-def]
+    from segstore_codecs.backward.segstore0 import codec_factory
+
+    return codec_factory()
+
+
 _codecs.register("SegStore1", _segstore1)
+_codecs.register("SegStore0", _segstore0)  # read-only: filter-based derived source (segstore_codecs.backward)
 
 __all__ = ["DEFAULT_CODEC"]

@@ -56,8 +56,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} [{name}]; known: {sorted(self._factories)} "
                 "(is the package that provides it installed?)"
             ) from None
+        # Build outside the lock: a factory may import a module that registers more names.
+        instance = factory()
         with self._lock:
-            return self._instances.setdefault(name, factory())
+            return self._instances.setdefault(name, instance)
 
     def _load_entry_points(self) -> None:
         if self._loaded_entry_points:
