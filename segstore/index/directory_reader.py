@@ -6,18 +6,17 @@ leaves (and through them every file they use) alive until the last user closes i
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import numpy as np
 
-from segstore.errors import AlreadyClosedError
+from segstore.index.ref_counted import RefCounted
 from segstore.index.segment_reader import SegmentReader
 
 __all__ = ["DirectoryReader"]
 
 
-class DirectoryReader:
+class DirectoryReader(RefCounted):
     """An immutable snapshot. ``close()`` (idempotent) releases the caller's reference."""
 
     def __init__(self, leaves: list[SegmentReader], version: int = 0) -> None:
@@ -25,9 +24,8 @@ class DirectoryReader:
         self.version = version
         self.doc_bases = np.cumsum([0] + [leaf.max_doc for leaf in self.leaves], dtype=np.int64)
         self._by_name = {leaf.name: i for i, leaf in enumerate(self.leaves)}
-        self._refs = 1
+        super().__init__("this DirectoryReader")
         self._closed = False
-        self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[SegmentReader]:
         return iter(self.leaves)
@@ -47,27 +45,13 @@ class DirectoryReader:
     def leaf_index(self, name: str) -> int | None:
         return self._by_name.get(name)
 
-    def inc_ref(self) -> "DirectoryReader":
-        with self._lock:
-            if self._refs <= 0:
-                raise AlreadyClosedError("this DirectoryReader is closed")
-            self._refs += 1
+    def inc_ref(self) -> "DirectoryReader":  # type: ignore[override]
+        super().inc_ref()
         return self
 
-    def try_inc_ref(self) -> bool:
-        with self._lock:
-            if self._refs <= 0:
-                return False
-            self._refs += 1
-            return True
-
-    def dec_ref(self) -> None:
-        with self._lock:
-            self._refs -= 1
-            last = self._refs == 0
-        if last:
-            for leaf in self.leaves:
-                leaf.dec_ref()
+    def _release(self) -> None:
+        for leaf in self.leaves:
+            leaf.dec_ref()
 
     def close(self) -> None:
         """Release this handle's reference (once; later calls do nothing)."""

@@ -9,7 +9,6 @@ until the last reader using them closes.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import msgpack
@@ -19,10 +18,11 @@ from segstore.codec.base import Codec, GraphReader, KnnGraph, StoredFieldsReader
 from segstore.codec.registry import codec_for_name
 from segstore.derived_source.attributes import derived_paths
 from segstore.derived_source.mask import inject_source
-from segstore.errors import AlreadyClosedError, CorruptIndexError
+from segstore.errors import CorruptIndexError
 from segstore.floats import shortest_float32_list
 from segstore.index.field_infos import FieldInfos
 from segstore.index.file_deleter import IndexFileDeleter
+from segstore.index.ref_counted import RefCounted
 from segstore.index.segment_info import SegmentCommitInfo, SegmentInfo
 from segstore.index.write_state import SegmentReadState
 from segstore.store.directory import Directory
@@ -42,7 +42,7 @@ def vector_to_json(data_type: str, row: np.ndarray) -> list[Any]:
     return row.view(np.int8).astype(np.int64).tolist()  # type: ignore[no-any-return]
 
 
-class SegmentCoreReaders:
+class SegmentCoreReaders(RefCounted):
     """The shared, generation-independent readers of one segment."""
 
     def __init__(self, directory: Directory, info: SegmentInfo, deleter: IndexFileDeleter | None) -> None:
@@ -50,8 +50,7 @@ class SegmentCoreReaders:
         self.info = info
         self.codec: Codec = codec_for_name(info.codec)
         self._deleter = deleter
-        self._refs = 1
-        self._lock = threading.Lock()
+        super().__init__(f"segment {info.name}")
         self._quantized: dict[str, Any] = {}
         if deleter is not None:
             deleter.inc_ref(info.files)
@@ -81,25 +80,15 @@ class SegmentCoreReaders:
                     self.codec.quantization_state_format.read(self.directory, self.info, fi)
             return self._quantized[field]
 
-    def inc_ref(self) -> None:
-        with self._lock:
-            if self._refs <= 0:
-                raise AlreadyClosedError(f"segment {self.info.name} is closed")
-            self._refs += 1
-
-    def dec_ref(self) -> None:
-        with self._lock:
-            self._refs -= 1
-            last = self._refs == 0
-        if last:
-            for r in (self.doc_values, self.graphs, self.vectors, self.stored,
-                      *(q for q in self._quantized.values() if q is not None)):
-                r.close()
-            if self._deleter is not None:
-                self._deleter.dec_ref(self.info.files)
+    def _release(self) -> None:
+        for r in (self.doc_values, self.graphs, self.vectors, self.stored,
+                  *(q for q in self._quantized.values() if q is not None)):
+            r.close()
+        if self._deleter is not None:
+            self._deleter.dec_ref(self.info.files)
 
 
-class SegmentReader:
+class SegmentReader(RefCounted):
     """A segment at one live-docs generation. Doc ids are segment-local."""
 
     def __init__(
@@ -118,8 +107,7 @@ class SegmentReader:
         else:
             core.inc_ref()
         self.core = core
-        self._refs = 1
-        self._lock = threading.Lock()
+        super().__init__(f"segment reader {commit_info.info.name}")
         self._live_ords: dict[str, np.ndarray] = {}
         try:
             if live is None and commit_info.del_gen:
@@ -246,20 +234,10 @@ class SegmentReader:
 
     # -- lifecycle
 
-    def inc_ref(self) -> None:
-        with self._lock:
-            if self._refs <= 0:
-                raise AlreadyClosedError(f"segment reader {self.name} is closed")
-            self._refs += 1
-
-    def dec_ref(self) -> None:
-        with self._lock:
-            self._refs -= 1
-            last = self._refs == 0
-        if last:
-            if self._deleter is not None and self.commit_info.live_docs_file:
-                self._deleter.dec_ref([self.commit_info.live_docs_file])
-            self.core.dec_ref()
+    def _release(self) -> None:
+        if self._deleter is not None and self.commit_info.live_docs_file:
+            self._deleter.dec_ref([self.commit_info.live_docs_file])
+        self.core.dec_ref()
 
     def with_live_docs(self, commit_info: SegmentCommitInfo, live: np.ndarray | None) -> "SegmentReader":
         """A reader of the same segment at a newer live-docs generation, sharing the core."""
