@@ -17,6 +17,8 @@ from segstore.errors import IndexNotFoundError, ValidationError
 from segstore.index.catalog import Catalog
 from segstore.index.index_store import create_index, delete_index, open_index
 from segstore.index.index_writer import IndexWriter
+from segstore.index.merge_policy import TieredMergePolicy
+from segstore.index.merge_scheduler import ConcurrentMergeScheduler
 from segstore.index.settings import parse_time_seconds
 from segstore.models.registry import ModelRegistry
 
@@ -24,6 +26,10 @@ __all__ = ["Node", "validate_index_name"]
 
 log = logging.getLogger(__name__)
 _BAD_CHARS = set('\\/*?"<>| ,#:')
+# Indices opened by a Node merge like OpenSearch's: tiered policy, background merge threads, both built from
+# the index settings (index.merge.policy.*, index.merge.scheduler.max_thread_count).
+_MERGE_ARGS: dict[str, Any] = {"merge_policy": TieredMergePolicy.from_settings,
+                               "merge_scheduler": ConcurrentMergeScheduler.from_settings}
 
 
 def validate_index_name(name: str) -> None:
@@ -83,14 +89,15 @@ class Node:
                 return w
             if self.catalog.get_index(name) is None:
                 raise IndexNotFoundError(name)
-            w = open_index(self.data_dir, name, catalog=self.catalog)
+            w = open_index(self.data_dir, name, catalog=self.catalog, **_MERGE_ARGS)
             self._writers[name] = w
             return w
 
     def create_index(self, name: str, settings: dict[str, Any] | None, mappings: dict[str, Any] | None) -> IndexWriter:
         validate_index_name(name)
         with self._lock:
-            w = create_index(self.data_dir, name, settings=settings, mappings=mappings, catalog=self.catalog)
+            w = create_index(self.data_dir, name, settings=settings, mappings=mappings, catalog=self.catalog,
+                             **_MERGE_ARGS)
             self._writers[name] = w
             return w
 

@@ -360,24 +360,28 @@ class IndexWriter:
         return True
 
     def _apply_pending_deletes(self) -> None:
-        pending, self._pending_deletes = self._pending_deletes, {}
+        # A segment's pending deletes are dropped only once its live-docs generation is written: if a write
+        # fails, that segment's and the later segments' deletes stay pending for the next refresh (they are
+        # already in the translog, but a later commit would otherwise publish the docs as live).
+        pending = self._pending_deletes
         for i, sci in enumerate(self._segments):
-            docs = pending.pop(sci.name, None)
+            docs = pending.get(sci.name)
             if not docs:
                 continue
             live = self._live[sci.name]
             live = np.ones(sci.info.max_doc, dtype=bool) if live is None else live.copy()
             live[np.asarray(docs, dtype=np.int64)] = False
             del_count = int(sci.info.max_doc - live.sum())
-            if del_count == sci.del_count:
-                continue
-            gen = sci.del_gen + 1
-            self.codec.live_docs_format.write(self.directory, sci.info, live, del_count, gen)
-            live.flags.writeable = False
-            self._segments[i] = SegmentCommitInfo(sci.info, gen, del_count)
-            self._live[sci.name] = live
+            if del_count != sci.del_count:
+                gen = sci.del_gen + 1
+                self.codec.live_docs_format.write(self.directory, sci.info, live, del_count, gen)
+                live.flags.writeable = False
+                self._segments[i] = SegmentCommitInfo(sci.info, gen, del_count)
+                self._live[sci.name] = live
+            del pending[sci.name]
         if pending:  # deletes for segments that no longer exist were carried by a merge
             log.debug("dropping pending deletes for vanished segments %s", sorted(pending))
+            pending.clear()
 
     def _open_new_reader(self) -> None:
         old = self._reader

@@ -226,8 +226,11 @@ def run_merge(w: "IndexWriter", merge: OneMerge) -> MergeResult | None:
     core: SegmentCoreReaders | None = None
     result: MergeResult | None = None
     try:
+        paths = w.parser.derived_paths
+        derived = ([p for p in paths if w.mappings.nested_scope(p) is None],
+                   [p for p in paths if w.mappings.nested_scope(p) is not None])
         result = SegmentMerger(w.codec, w.directory, readers, w._next_segment_name(), build_graph,
-                               check_abort=check_abort).merge()
+                               check_abort=check_abort, derived=derived).merge()
         check_abort()
         core = SegmentCoreReaders(w.directory, result.commit_info.info, w.deleter)
         with w._refresh_lock, w._lock:
@@ -264,6 +267,9 @@ def _commit_merge(w: "IndexWriter", readers: list[SegmentReader], result: MergeR
             moved = doc_map[np.asarray(pending, dtype=np.int64)]
             still_pending.append(moved[moved >= 0])
     del_count = int((~merged_live).sum())
+    if del_count == sci.info.max_doc:  # every document is gone: drop the merged segment (Lucene does too)
+        _swap(w, readers, result, None, None, [])
+        return
     live = None
     if del_count:
         w.codec.live_docs_format.write(w.directory, sci.info, merged_live, del_count, 1)
@@ -279,16 +285,20 @@ def _commit_merge(w: "IndexWriter", readers: list[SegmentReader], result: MergeR
             except OSError:
                 pass
         raise
+    _swap(w, readers, result, leaf, merged_live, still_pending)
+
+
+def _swap(w: "IndexWriter", readers: list[SegmentReader], result: MergeResult, leaf: SegmentReader | None,
+          merged_live: np.ndarray | None, still_pending: list[np.ndarray]) -> None:
+    """Replace the inputs by ``leaf`` (None: by nothing) in the segment list and the reader."""
     names = {r.name for r in readers}
     at = min(i for i, s in enumerate(w._segments) if s.name in names)
     rest = [s for s in w._segments if s.name not in names]
-    segments = rest[:at] + [sci] + rest[at:]
+    segments = rest if leaf is None else rest[:at] + [leaf.commit_info] + rest[at:]
     old = w._reader
-    leaves = [leaf]
+    leaves = [] if leaf is None else [leaf]
     try:
-        for s in segments:
-            if s.name == sci.name:
-                continue
+        for s in rest:
             prev = old.leaf(s.name)
             if prev is None:  # only after a refresh failed half-way: the reader lags the segment list
                 leaves.append(SegmentReader(w.directory, s, w.deleter, live=w._live[s.name]))
@@ -308,17 +318,19 @@ def _commit_merge(w: "IndexWriter", readers: list[SegmentReader], result: MergeR
     for n in names:
         w._live.pop(n, None)
         w._pending_deletes.pop(n, None)
-    w._live[sci.name] = live
-    visible = merged_live.copy()
-    if still_pending:
-        moved = np.unique(np.concatenate(still_pending))
-        if moved.size:
-            w._pending_deletes[sci.name] = moved.tolist()
-            visible[moved] = False  # replaced or deleted in the buffer: the version map points there
-    for new_doc in np.flatnonzero(visible).tolist():
-        doc_id = result.ids[new_doc]
-        if doc_id is not None:  # nested children have no id; their root carries the block's location
-            w._versions[doc_id] = VersionValue(result.versions[new_doc], result.seq_nos[new_doc],
-                                               (sci.name, new_doc))
+    if leaf is not None and merged_live is not None:
+        name = leaf.name
+        w._live[name] = leaf.live
+        visible = merged_live.copy()
+        if still_pending:
+            moved = np.unique(np.concatenate(still_pending))
+            if moved.size:
+                w._pending_deletes[name] = moved.tolist()
+                visible[moved] = False  # replaced or deleted in the buffer: the version map points there
+        for new_doc in np.flatnonzero(visible).tolist():
+            doc_id = result.ids[new_doc]
+            if doc_id is not None:  # nested children have no id; their root carries the block's location
+                w._versions[doc_id] = VersionValue(result.versions[new_doc], result.seq_nos[new_doc],
+                                                   (name, new_doc))
     w._reader = DirectoryReader(leaves, old.version + 1)
     old.dec_ref()

@@ -8,14 +8,21 @@ happens:
 * :class:`ConcurrentMergeScheduler` runs them in up to ``max_thread_count`` background threads, so indexing,
   refresh and search go on during a merge (indices opened by the Node).
 
-Threads, not worker processes, were chosen from a measurement (2 cores, 384-d minilm vectors, 2 x 10k-doc
-segments; ``tools/bench_merge.py --gil``). The graph build, about 95 % of a merge's time, runs in hnswlib/faiss
-with the GIL released: two builds in two threads finish 1.4-1.7x faster than one after the other. The
-stored-field copy (msgpack, a Python loop) holds the GIL: two copies in two threads gain nothing (0.9x), but it
-is about 4 % of a merge (0.13 s of 3.1 s for 20k docs). Search QPS while a merge runs fell from 1181 alone to
-446 with the merge in a thread and to 338 with the same merge in a spawned process: the foreground competes
-for the two cores the graph build uses, not for the GIL, so a process would add pickling, a second open of
-every input and an FS-only directory requirement for nothing.
+Threads, not worker processes, were chosen from a measurement (2 cores, shared machine; 384-d minilm, 2 x
+10k-doc segments with a text field; ``tools/bench_merge.py --segments 2 --gil``, best of 3):
+
+* the stored-field copy (msgpack decode + block writes, a Python loop) holds the GIL: two copies in two
+  threads take 0.10 s vs 0.09 s one after the other (0.95x), and the process never uses more than 1.01
+  CPU-seconds per wall-second;
+* the hnswlib graph build releases it: two builds in two threads take 1.85 s vs 2.96 s (1.60x, 1.79
+  CPU-seconds per wall-second);
+* the graph build is 92.5 % of a 20k-doc merge and 94.5 % of a 100k-doc merge; the GIL-bound copy is 3.6 %
+  and 1.9 %;
+* foreground search during a merge, 5 interleaved runs with an already started worker process (load 5-8):
+  median 410 QPS with the merge in a thread, 348 QPS with it in a process (1,157 alone); merge 10.0 s vs
+  10.3 s. Search competes for the cores the graph build uses (hnswlib builds with every core), not for the
+  GIL, so a worker process would add pickling, a second open of every input and an FS-only directory
+  requirement and gain nothing.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ every :data:`ABORT_CHECK_INTERVAL` copied documents and between steps; it raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,8 @@ import msgpack
 import numpy as np
 
 from segstore.codec.base import Codec
-from segstore.derived_source.attributes import union_attributes
+from segstore.derived_source.attributes import NESTED_KEY, ROOT_KEY, format_paths, union_attributes
+from segstore.derived_source.mask import mask_source
 from segstore.errors import IllegalArgumentError
 from segstore.index.field_infos import FieldInfo, FieldInfos
 from segstore.index.segment_info import SegmentCommitInfo
@@ -83,6 +84,7 @@ class SegmentMerger:
         build_graph: Callable[[FieldInfo, int], bool],
         *,
         check_abort: Callable[[], None] | None = None,
+        derived: tuple[Sequence[str], Sequence[str]] = ((), ()),
     ) -> None:
         self.codec = codec
         self.directory = directory
@@ -90,6 +92,8 @@ class SegmentMerger:
         self.name = name
         self.build_graph = build_graph
         self.check_abort = check_abort or (lambda: None)
+        # (root-scope, nested-scope) derived paths of the index now: legacy inputs are re-masked with them
+        self.derived = (list(derived[0]), list(derived[1]))
 
     def doc_maps(self) -> list[np.ndarray]:
         maps, base = [], 0
@@ -164,9 +168,14 @@ class SegmentMerger:
         versions: list[int] = []
         seq_nos: list[int] = []
 
+        # Inputs of a read-only legacy codec (SegStore0, filter-based derived source) hand out injected
+        # records; they are masked again with the index's derived paths, which migrates them (§3.3, §4).
+        legacy = [not r.core.codec.writable for r in self.readers]
+        mask_paths = [*self.derived[0], *self.derived[1]]
+
         def records() -> Iterator[bytes]:
             check = self.check_abort
-            for r, m in zip(self.readers, maps):
+            for r, m, remask in zip(self.readers, maps, legacy):
                 live_docs = np.flatnonzero(m >= 0)
                 for raw in r.core.stored.raw_documents(live_docs.tolist()):
                     if len(ids) % ABORT_CHECK_INTERVAL == 0:
@@ -175,13 +184,26 @@ class SegmentMerger:
                     ids.append(head.get("_id"))  # nested child records have no id
                     versions.append(int(head.get("_version", 1)))
                     seq_nos.append(int(head.get("_seq_no", -1)))
+                    if remask and mask_paths and isinstance(head.get("_source"), bytes):
+                        raw = _remask(head, mask_paths)
                     yield raw
 
+        attributes = [r.commit_info.info.attributes for r in self.readers]
+        if any(legacy):
+            attributes.append({ROOT_KEY: format_paths(self.derived[0]), NESTED_KEY: format_paths(self.derived[1])})
         timings: dict[str, float] = {}
         info = write_segment(
             self.codec, self.directory, self.name, records(), num_docs, field_infos, vectors, self.build_graph,
-            attributes=union_attributes(r.commit_info.info.attributes for r in self.readers),
+            attributes=union_attributes(attributes),
             diagnostics={"source": "merge", "merged_from": ",".join(r.name for r in self.readers)},
             timings=timings, doc_values=doc_values, graph_sources=graph_sources,
         )
         return MergeResult(info, maps, ids, versions, seq_nos, timings)
+
+
+def _remask(record: dict[str, Any], paths: list[str]) -> bytes:
+    """A legacy reader's (injected) record with its ``_source`` masked; a non-map source passes as is."""
+    source = msgpack.unpackb(record["_source"], raw=False, strict_map_key=False)
+    if isinstance(source, dict):
+        record = {**record, "_source": msgpack.packb(mask_source(source, paths), use_bin_type=True)}
+    return msgpack.packb(record, use_bin_type=True)  # type: ignore[no-any-return]

@@ -35,7 +35,8 @@ _KNOWN: dict[str, Any] = {
     "index.merge.policy.max_merged_segment": "5gb",
     "index.merge.policy.floor_segment": "2mb",
     "index.merge.policy.deletes_pct_allowed": 20.0,
-    "index.merge.scheduler.max_thread_count": 1,
+    "index.merge.policy.expunge_deletes_allowed": 10.0,
+    "index.merge.scheduler.max_thread_count": None,  # OpenSearch: max(1, min(4, cores / 2)), see merge_scheduler
     "index.mapping.total_fields.limit": 1000,
     "index.mapping.depth.limit": 20,
     # Read-only settings OpenSearch reports; accepted so a GET _settings body can be PUT back.
@@ -136,6 +137,12 @@ class IndexSettings:
                 f"Failed to parse value [{flat['index.translog.durability']}] for setting "
                 "[index.translog.durability]: only [REQUEST, ASYNC] are allowed"
             )
+        # Merge settings fail index creation, not the first refresh (OpenSearch's names, bounds, messages).
+        from segstore.index.merge_policy import TieredMergePolicy  # noqa: PLC0415 - avoids an import cycle
+        from segstore.index.merge_scheduler import ConcurrentMergeScheduler  # noqa: PLC0415
+
+        TieredMergePolicy.from_settings(flat)
+        ConcurrentMergeScheduler.from_settings(flat)
         return cls(
             raw=flat,
             knn=knn,

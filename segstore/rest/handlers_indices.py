@@ -197,9 +197,21 @@ def force_merge(node: Node, req: RestRequest) -> RestResponse:
     if max_seg is not None and max_seg != -1 and expunge:  # ForceMergeRequest#validate
         raise validation_error(["cannot set only_expunge_deletes and max_num_segments at the same time, those "
                                 "two parameters are mutually exclusive"])
-    n = max_seg if max_seg is not None and max_seg != -1 else 1
     flush_after = req.bool_param("flush", True)
-    return _each(node, req, lambda w: w.force_merge(n, only_expunge_deletes=expunge, flush=flush_after))
+
+    def run(w: IndexWriter) -> None:
+        # InternalEngine.forceMerge: only_expunge_deletes -> forceMergeDeletes; max_num_segments <= 0 (the
+        # default -1) -> maybeMerge, the natural merges only; else forceMerge(n); then flush if asked.
+        if expunge:
+            w.force_merge(only_expunge_deletes=True, flush=flush_after)
+        elif max_seg is None or max_seg <= 0:
+            w.maybe_merge("force_merge")
+            if flush_after:
+                w.commit()
+        else:
+            w.force_merge(max_seg, flush=flush_after)
+
+    return _each(node, req, run)
 
 
 def _index_numbers(node: Node, name: str) -> dict[str, Any]:
