@@ -389,11 +389,21 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=os.path.join("bench-results", "bench.json"), help="JSON results file")
     p.add_argument("--workdir", default=None, help="keep the index under this folder (default: temp, removed)")
     p.add_argument("--json", action="store_true", help="print the JSON result instead of the table")
+    p.add_argument("--compression", action="store_true",
+                   help="instead: every compression level (recall with/without rescoring, QPS, measured resident "
+                        "memory vs the docs formula, disk); JSON + PNG to bench-results/compression.*")
+    from segstore_tools import bench_compression  # noqa: PLC0415 - its own options live with it
+
+    bench_compression.register_args(p)
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
     """Run the benchmark for the CLI: 0 = every target met, 1 = a target missed, 2 = bad data or sizes."""
+    if getattr(args, "compression", False):
+        from segstore_tools.bench_compression import main_from_args  # noqa: PLC0415
+
+        return main_from_args(args)
     try:
         result = run_bench(args.data, docs=args.docs, queries=args.queries, bulk_size=args.bulk_size,
                            durability=args.durability, workdir=args.workdir, passes=args.passes)

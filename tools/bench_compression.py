@@ -384,12 +384,14 @@ def _checks(r: dict[str, Any]) -> dict[str, Any]:
                      "pass": 1 / MEMORY_RATIO_TARGET <= ratio <= MEMORY_RATIO_TARGET}
     if r["encoder"] is not None:
         # full precision must not be resident: far below 4d per vector, and the .vec mapping ~empty after warmup
+        # (1% of the file, plus 256 KiB for the pages the open reads - header, ord->doc map, footer - each
+        # mapped with the kernel's 64 KiB fault-around window)
         vec_frac = r["vec_resident_after_warmup"] / max(1, r["vec_file_bytes"])
+        vec_ok = r["vec_resident_after_warmup"] <= 0.01 * r["vec_file_bytes"] + (256 << 10)
         out["no_full_precision"] = {"resident_bytes_per_vector": r["resident_bytes_per_vector"],
                                     "float_bytes_per_vector": r["float_bytes_per_vector"],
                                     "vec_resident_fraction_after_warmup": vec_frac,
-                                    "pass": r["resident_bytes_per_vector"] < r["float_bytes_per_vector"]
-                                    and vec_frac < 0.01}
+                                    "pass": r["resident_bytes_per_vector"] < r["float_bytes_per_vector"] and vec_ok}
     return out
 
 

@@ -382,6 +382,16 @@ class FaissGraph(KnnGraph):
             self._rows = raw
         self._code_bytes = codes.size()
 
+    def stored_codes(self, ords: np.ndarray) -> np.ndarray:
+        """The codes this index stores for ordinals ``ords`` (a copy of those rows), in the layout of the
+        field's quantization state: packed bits (binary), float16 (fp16), or for ``direct_signed`` the
+        stored byte minus 128 (faiss keeps value + 128), i.e. the int8 value as uint8. For quantized fields
+        these are the state's codes, so first-pass scores need not map the ``.qst`` codes a second time."""
+        rows = self._rows[np.asarray(ords, dtype=np.int64)]
+        if self.layout.library == LIBRARY_FAISS_BINARY or self.fp16 or self.layout.space == "cosine":
+            return rows
+        return rows ^ np.uint8(0x80)
+
     # -- queries
 
     def _queries(self, queries: np.ndarray) -> np.ndarray:

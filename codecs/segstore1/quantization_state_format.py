@@ -9,14 +9,19 @@ File ``<segment>_f<field number>.qst`` (suffix ``f<number>``)::
     Thresholds := float32le[bits, dimension]          (binary only)
     Codes      := uint8[count, code_width], row i = the code of vector ordinal i (fp16: float16le pairs)
 
-The state is small and parsed on open with a full CRC of the file; the codes are a zero-copy view on the
-memory map: they are what a quantized field keeps resident, while the full-precision vectors stay in the
-vector values file until rescoring reads them.
+The state is small and parsed on open with a full CRC of the file, after which the file is unmapped again.
+The codes are mapped (a zero-copy view, footer check only) the first time something reads them: the exact
+scan of a segment searched without its graph. A segment searched through its graph scores its candidates
+from the codes the graph itself stores, so its ``.qst`` codes are never resident next to the graph's copy
+(which would count the codes twice); the full-precision vectors stay in the vector values file until
+rescoring reads them.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Callable
 
 import msgpack
 import numpy as np
@@ -37,19 +42,48 @@ VERSION_CURRENT = VERSION_START
 
 
 class QuantizedValues:
-    """A field's state plus its codes (ordinal order)."""
+    """A field's state plus its codes (ordinal order). ``codes`` is mapped on first access when the values
+    were read with an ``opener``; ``memory_bytes()`` counts the codes only once they are mapped."""
 
-    def __init__(self, state: QuantizationState, codes: np.ndarray, framed: FramedInput | None = None) -> None:
+    def __init__(self, state: QuantizationState, codes: np.ndarray | None = None, framed: FramedInput | None = None,
+                 opener: Callable[[], tuple[np.ndarray, FramedInput]] | None = None) -> None:
+        if codes is None and opener is None:
+            raise ValueError("QuantizedValues needs codes or an opener")
         self.state = state
-        self.codes = codes
+        self._codes = codes
         self._framed = framed
+        self._opener = opener
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def codes(self) -> np.ndarray:
+        codes = self._codes
+        if codes is not None:
+            return codes
+        with self._lock:
+            if self._codes is None:
+                if self._closed:
+                    raise ValueError("quantized values are closed")
+                assert self._opener is not None
+                self._codes, self._framed = self._opener()
+            return self._codes
+
+    @property
+    def codes_mapped(self) -> bool:
+        return self._codes is not None
 
     def memory_bytes(self) -> int:
-        return int(self.codes.nbytes) + (0 if self.state.thresholds is None else int(self.state.thresholds.nbytes))
+        thresholds = 0 if self.state.thresholds is None else int(self.state.thresholds.nbytes)
+        return thresholds + (int(self._codes.nbytes) if self._codes is not None else 0)
 
     def close(self) -> None:
-        if self._framed is not None:
-            self._framed.close()
+        with self._lock:
+            self._closed = True
+            self._codes = None
+            if self._framed is not None:
+                self._framed.close()
+                self._framed = None
 
 
 def file_name(segment: str, field: FieldInfo) -> str:
@@ -104,7 +138,7 @@ class SegStore1QuantizationStateFormat:
         if name not in info.files:
             return None
         framed = FramedInput(directory, name, CODEC, VERSION_START, VERSION_CURRENT, info.segment_id,
-                             f"f{field.number}", verify_checksum=True)
+                             f"f{field.number}", verify_checksum=True)  # full CRC once; unmapped right after
         try:
             buf = framed.buffer
             (meta_len,) = struct.unpack_from(">I", buf, framed.data_offset)
@@ -119,17 +153,25 @@ class SegStore1QuantizationStateFormat:
                 off = int(meta["thresholds_offset"])
                 if off + 4 * n > end:
                     raise CorruptIndexError("thresholds extend past the data", name)
-                state.thresholds = np.frombuffer(buf, "<f4", n, off).reshape(state.bits, state.dimension)
-            off = int(meta["codes_offset"])
-            if off + count * width != end:
+                state.thresholds = np.frombuffer(buf, "<f4", n, off).reshape(state.bits, state.dimension).copy()
+            codes_off = int(meta["codes_offset"])
+            if codes_off + count * width != end:
                 raise CorruptIndexError(f"codes length mismatch: expected {count}x{width} bytes", name)
             dtype = np.float16 if state.kind == "fp16" else np.uint8
             cols = width // np.dtype(dtype).itemsize
-            codes = np.frombuffer(buf, dtype, count * cols, off).reshape(count, cols)
         except (KeyError, TypeError, ValueError, struct.error) as e:
-            framed.close()
             raise CorruptIndexError(f"invalid quantization state: {e!r}", name) from e
-        except BaseException:
+        finally:
             framed.close()
-            raise
-        return QuantizedValues(state, codes, framed)
+        expected_length = end + 16
+
+        def opener() -> tuple[np.ndarray, FramedInput]:
+            f = FramedInput(directory, name, CODEC, VERSION_START, VERSION_CURRENT, info.segment_id,
+                            f"f{field.number}", expected_length=expected_length)
+            try:
+                return np.frombuffer(f.buffer, dtype, count * cols, codes_off).reshape(count, cols), f
+            except BaseException:
+                f.close()
+                raise
+
+        return QuantizedValues(state, opener=opener)

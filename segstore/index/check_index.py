@@ -785,7 +785,7 @@ def graph_rows(leaf: Any, fi: Any) -> tuple[np.ndarray, Any]:
         if qv is not None:
             kind = qv.state.kind
             rows = qv.codes.view(np.int8) if kind == "sq7" else (
-                qv.state.prepare(values.vectors) if kind == "fp16" else qv.codes)
+                qv.codes.astype(np.float32) if kind == "fp16" else qv.codes)
     return rows, graph_field(fi)
 
 

@@ -95,8 +95,10 @@ def write_segment(
                                clip=fi.attributes.get("encoder.clip") == "true")
                 codes = qstate.encode(rows)
                 state_files.append(codec.quantization_state_format.write(directory, info, fi, qstate, codes))
+                # fp16: the graph gets the fp16 codes themselves (clipped when the encoder clips), so the
+                # graph's stored values are exactly the state's codes
                 graph_rows = codes.view(np.int8) if qstate.kind == "sq7" else (
-                    qstate.prepare(rows) if qstate.kind == "fp16" else codes)
+                    codes.astype(np.float32) if qstate.kind == "fp16" else codes)
             if build_graph(fi, rows.shape[0]):
                 gf = graph_field(fi)
                 values = VectorValues(fi.name, gf.vector_dimension, gf.vector_data_type, graph_rows, docs)

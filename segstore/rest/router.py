@@ -64,7 +64,10 @@ class Router:
         self._lock = threading.Lock()
         from segstore.rest import handlers_docs, handlers_indices, handlers_knn, handlers_models, handlers_search  # noqa: PLC0415
 
-        for module in (handlers_indices, handlers_docs, handlers_search, handlers_knn, handlers_models):
+        # handlers_models before handlers_knn: GET /_plugins/_knn/models/{model_id} and GET
+        # /_plugins/_knn/{nodeId}/stats tie on specificity and the first registered wins; OpenSearch's path trie
+        # prefers the static "models" segment (so /_plugins/_knn/models/stats is a model id, not node stats)
+        for module in (handlers_indices, handlers_docs, handlers_search, handlers_models, handlers_knn):
             module.register(self)
 
     def add(self, method: str, path: str, handler: Handler, params: str = "") -> None:

@@ -27,14 +27,19 @@ __all__ = ["quantized_knn_search", "first_pass_scores"]
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def first_pass_scores(qv: object, space: str, ords: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """First-pass scores (float32) of ordinals ``ords`` from the codes, for the float32 ``query``."""
-    state, codes = qv.state, qv.codes  # type: ignore[attr-defined]
+def first_pass_scores(qv: object, space: str, ords: np.ndarray, query: np.ndarray,
+                      rows: np.ndarray | None = None) -> np.ndarray:
+    """First-pass scores (float32) of ordinals ``ords`` from the codes, for the float32 ``query``. ``rows``
+    are those ordinals' codes when the caller has them already (from the graph), else they are read from
+    the quantized values (mapping their codes)."""
+    state = qv.state  # type: ignore[attr-defined]
+    if rows is None:
+        rows = qv.codes[ords]  # type: ignore[attr-defined]
     if state.kind == "binary":
         qcode = state.encode(query)[0]
-        hamming = _POPCOUNT[np.bitwise_xor(codes[ords], qcode)].sum(axis=1, dtype=np.int64)
+        hamming = _POPCOUNT[np.bitwise_xor(rows, qcode)].sum(axis=1, dtype=np.int64)
         return score_from_raw("hamming", hamming.astype(np.float32))
-    decoded = state.decode(codes[ords])
+    decoded = state.decode(rows)
     return score_from_raw(space, raw_scores(space, decoded, state.prepare(query)[0] if state.normalize else query))
 
 
@@ -80,7 +85,10 @@ def _segment(leaf: SegmentReader, field: str, query: np.ndarray, per_seg: int, e
     if qv is None:  # a segment without quantization (e.g. written before): its scores are exact
         s = exact_scores(fi.vector_space_type, values.vectors[ords], query)
     else:
-        s = first_pass_scores(qv, fi.vector_space_type, ords, query)
+        # graph candidates are scored from the codes the graph holds (already resident), so the .qst codes
+        # are only mapped for segments scanned exactly
+        stored = getattr(graph, "stored_codes", None) if graph is not None else None
+        s = first_pass_scores(qv, fi.vector_space_type, ords, query, stored(ords) if stored is not None else None)
     if s.shape[0] > per_seg:
         top = np.argpartition(-s, per_seg - 1)[:per_seg]
         ords, s = ords[top], s[top]
