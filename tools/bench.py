@@ -403,7 +403,7 @@ def _main(args: argparse.Namespace) -> int:
     if getattr(args, "compression", False):
         from segstore_tools.bench_compression import main_from_args  # noqa: PLC0415
 
-        return main_from_args(args)
+        return int(main_from_args(args))
     try:
         result = run_bench(args.data, docs=args.docs, queries=args.queries, bulk_size=args.bulk_size,
                            durability=args.durability, workdir=args.workdir, passes=args.passes)

@@ -147,6 +147,9 @@ class DocumentParser:
             fast = False
         if fast:
             rows = _encode(fm, arr)
+            # Finite as float64 but beyond float32's range (1e39) becomes inf once stored: the slow path rejects it.
+            fast = fm.data_type != "float" or bool(np.isfinite(rows).all())
+        if fast:
             for (slot, target, _), row in zip(items, rows):
                 doc = results[slot]
                 assert isinstance(doc, ParsedDocument)
@@ -193,7 +196,9 @@ def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:
         raise IllegalArgumentError(f"Vector dimension mismatch. Expected: {fm.dimension}, Given: {arr.shape[0]}")
     if np.isnan(arr).any():
         raise IllegalArgumentError("KNN vector values cannot be NaN")
-    if np.isinf(arr).any():
+    with np.errstate(over="ignore"):  # values beyond float32's range overflow to inf: that is the check
+        too_big = fm.data_type == "float" and bool(np.isinf(arr.astype(np.float32)).any())
+    if np.isinf(arr).any() or too_big:
         raise IllegalArgumentError("KNN vector values cannot be infinity")
     if fm.data_type in ("byte", "binary"):
         if (arr != np.round(arr)).any():
@@ -240,7 +245,8 @@ def _encode(fm: KnnVectorMapping, arr: np.ndarray) -> np.ndarray:
     in place, so OpenSearch returns the normalised vector in ``_source``; segstore stores it the same way.
     """
     if fm.data_type == "float":
-        rows = arr.astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond float32's range -> inf, rejected by the caller
+            rows = arr.astype(np.float32)
         if fm.engine == "faiss" and fm.space_type == "cosinesimil":
             norms = np.sqrt((rows * rows).sum(axis=1, dtype=np.float32, keepdims=True))
             # Normalising in float32 is not idempotent: rows already of unit length (a derived _source fed

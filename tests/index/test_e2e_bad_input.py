@@ -297,3 +297,11 @@ def test_invalid_settings_create_nothing(tmp_path: Any) -> None:
     with pytest.raises(IllegalArgumentError):
         segstore.create_index(data, "s", settings={"index.knn.derived_source.enabled": True}, mappings=MAPPINGS)
     assert not os.path.exists(os.path.join(data, "indices"))
+
+
+def test_value_beyond_float32_range_is_infinity(writer: segstore.IndexWriter) -> None:
+    """1e39 is finite as a JSON number but overflows float32: OpenSearch rejects it as infinity."""
+    with pytest.raises(MapperParsingError) as ei:
+        writer.index("x", {"v": [1e39, 1.0, 2.0]})
+    assert ei.value.caused_by.message == "KNN vector values cannot be infinity"
+    assert writer.get("x") is None
