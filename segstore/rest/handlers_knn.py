@@ -37,6 +37,7 @@ from segstore.errors import IllegalArgumentError, IndexNotFoundError, Validation
 from segstore.node import Node
 from segstore.quantization import memory as qmem
 from segstore.rest.response import RestRequest, RestResponse
+from segstore.rest.router import unrecognized
 
 __all__ = ["register", "node_id", "NODE_NAME", "CLUSTER_NAME", "NODE_STATS", "CLUSTER_STATS", "stats_body"]
 
@@ -89,36 +90,6 @@ def _percentage(kb: int, capacity_kb: int) -> float:
 # ------------------------------------------------------------------------------------------------ stats
 
 
-def _similarity(a: str, b: str) -> float:
-    """Lucene's ``LevenshteinDistance#getDistance`` (1 - edits / max length), float32 as Java computes it."""
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        return 1.0 if n == m else 0.0
-    prev = list(range(n + 1))
-    for j in range(1, m + 1):
-        cur = [j] + [0] * n
-        for i in range(1, n + 1):
-            cur[i] = min(cur[i - 1] + 1, prev[i] + 1, prev[i - 1] + (a[i - 1] != b[j - 1]))
-        prev = cur
-    return float(np.float32(1.0) - np.float32(prev[n]) / np.float32(max(n, m)))
-
-
-def _unrecognized(path: str, invalids: set[str], candidates: set[str], detail: str) -> str:
-    """``BaseRestHandler#unrecognized(request, invalids, candidates, detail)``."""
-    parts = []
-    for invalid in sorted(invalids):
-        scored = [(s, c) for c in candidates if (s := _similarity(invalid, c)) > 0.5]
-        keys = [c for _, c in sorted(scored, key=lambda t: (-t[0], t[1]))]
-        text = f"[{invalid}]"
-        if len(keys) == 1:
-            text += f" -> did you mean [{keys[0]}]?"
-        elif keys:
-            text += f" -> did you mean any of [{', '.join(keys)}]?"
-        parts.append(text)
-    plural = "s" if len(invalids) > 1 else ""
-    return f"request [{path}] contains unrecognized {detail}{plural}: {', '.join(parts)}"
-
-
 def _requested_stats(req: RestRequest) -> set[str]:
     text = req.path_params.get("stat") or ""
     names = {s for s in text.split(",") if s} if text else set()
@@ -129,7 +100,7 @@ def _requested_stats(req: RestRequest) -> set[str]:
     valid = {s for s in names if s in _ALL_STATS}
     invalid = names - valid
     if invalid:
-        raise IllegalArgumentError(_unrecognized(req.path, invalid, valid, "stat"))
+        raise IllegalArgumentError(unrecognized(req.path, invalid, valid, "stat"))
     return valid
 
 

@@ -131,10 +131,11 @@ def _similarity(a: str, b: str) -> float:
     return float(np.float32(1.0) - np.float32(prev[n]) / np.float32(max(n, m)))
 
 
-def unrecognized(path: str, invalids: set[str], candidates: frozenset[str] | set[str]) -> str:
+def unrecognized(path: str, invalids: set[str], candidates: frozenset[str] | set[str],
+                 detail: str = "parameter") -> str:
     """``BaseRestHandler#unrecognized``: ``[a], [b]`` in sorted order, each with ``-> did you mean [x]?``
-    naming the accepted parameters more than 50 % similar (best first, then by name)."""
-    what = "parameters" if len(invalids) > 1 else "parameter"
+    naming the accepted ``detail``s (parameters, k-NN stats) more than 50 % similar (best first, then by name)."""
+    what = detail + ("s" if len(invalids) > 1 else "")
     parts = []
     for invalid in sorted(invalids):
         scored = [(s, c) for c in candidates if (s := _similarity(invalid, c)) > 0.5]
