@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from segstore.codec.doc_values import DocValuesFormat
+from segstore.codec.fields_reader import FieldsReader
 from segstore.index.field_infos import FieldInfo, FieldInfos
 from segstore.index.segment_info import SegmentInfo
 from segstore.index.write_state import SegmentReadState, SegmentWriteState
@@ -124,20 +125,8 @@ class VectorValuesWriter(ABC):
     def abort(self) -> None: ...
 
 
-class VectorValuesReader(ABC):
+class VectorValuesReader(FieldsReader[VectorValues]):
     """Reads the vector fields of one segment. Cheap checks on open; full CRC in ``check_integrity``."""
-
-    @abstractmethod
-    def get(self, field: str) -> VectorValues | None: ...
-
-    @abstractmethod
-    def fields(self) -> list[str]: ...
-
-    @abstractmethod
-    def check_integrity(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
 
 
 class VectorValuesFormat(ABC):
@@ -186,20 +175,8 @@ class GraphWriter(ABC):
     def abort(self) -> None: ...
 
 
-class GraphReader(ABC):
+class GraphReader(FieldsReader[KnnGraph]):
     """Opens graphs lazily; the CRC is verified before any byte reaches the native library."""
-
-    @abstractmethod
-    def get(self, field: str) -> KnnGraph | None: ...
-
-    @abstractmethod
-    def fields(self) -> list[str]: ...
-
-    @abstractmethod
-    def check_integrity(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
 
 
 class GraphFormat(ABC):

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from segstore.codec.fields_reader import FieldsReader
 from segstore.index.write_state import SegmentReadState, SegmentWriteState
 
 __all__ = ["DocValuesFormat", "DocValuesWriterBase", "DocValuesReaderBase", "NUMERIC", "KEYWORD"]
@@ -33,19 +34,8 @@ class DocValuesWriterBase(ABC):
     def abort(self) -> None: ...
 
 
-class DocValuesReaderBase(ABC):
-    @abstractmethod
-    def get(self, name: str) -> Any:
-        """The field's ``DocValues`` (with ``term_mask``/``range_mask``/``exists_mask``), or None."""
-
-    @abstractmethod
-    def fields(self) -> list[str]: ...
-
-    @abstractmethod
-    def check_integrity(self) -> None: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
+class DocValuesReaderBase(FieldsReader[Any]):
+    """``get`` returns the field's ``DocValues`` (with ``term_mask``/``range_mask``/``exists_mask``), or None."""
 
 
 class DocValuesFormat(ABC):
