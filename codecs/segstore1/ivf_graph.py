@@ -47,14 +47,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faiss as _faiss
 import msgpack
 import numpy as np
+
+from segstore_codecs.segstore1.faiss_graph import _omp_threads  # per-thread OpenMP count, shared
 
 from segstore.codec.base import KnnGraph
 from segstore.codec.framing import write_footer, write_header
@@ -103,18 +104,6 @@ def ivf_file_name(segment: str, field: FieldInfo) -> str:
 def is_ivf_field(field: FieldInfo) -> bool:
     """True for fields whose graphs are IVF graphs from a model (attribute ``model_id``)."""
     return field.attributes.get("model_id") is not None
-
-
-@contextmanager
-def _omp_threads(n: int) -> Iterator[None]:
-    previous = faiss.omp_get_max_threads()
-    if previous != n:
-        faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        if previous != n:
-            faiss.omp_set_num_threads(previous)
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
