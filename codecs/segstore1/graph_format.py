@@ -272,6 +272,14 @@ class HnswGraph(KnnGraph):
             return self._search_ragged(q, kk, accept)
         return labels.astype(np.int64), dists.astype(np.float32, copy=False)
 
+    def search_one(self, query: np.ndarray, k: int, ef: int) -> np.ndarray:
+        # No accept filter, so hnswlib always returns min(k, count) labels: none of search()'s shape and
+        # ragged-result handling is needed. Labels stay uint64 (numpy indexes with them directly).
+        target = max(ef, k)
+        if self.index.ef != target:
+            self.index.set_ef(target)
+        return self.index.knn_query(query, k=min(k, self.count), num_threads=1)[0][0]  # type: ignore[no-any-return]
+
     def _search_ragged(self, q: np.ndarray, kk: int, accept: Callable[[int], bool] | None) -> tuple[Any, Any]:
         rows: list[tuple[np.ndarray, np.ndarray]] = []
         for row in range(q.shape[0]):  # rare path: per query, binary-search the largest k that succeeds

@@ -156,6 +156,11 @@ class KnnGraph(ABC):
         meaning). ``accept`` restricts the result to some ordinals: a callable on an ordinal, or a bool
         array of shape ``(count,)`` over ordinals (preferred: no Python call per ordinal)."""
 
+    def search_one(self, query: np.ndarray, k: int, ef: int) -> np.ndarray:
+        """The ordinals of up to ``k`` nearest neighbours of one already-validated canonical ``query`` (1-D),
+        nearest first, with no filter: the single-query hot path, which formats may serve more cheaply."""
+        return self.search(query[None, :], k, ef)[0][0]
+
     @abstractmethod
     def memory_bytes(self) -> int:
         """Bytes this graph holds in memory."""

@@ -14,7 +14,6 @@ returned (up to k per segment).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -41,10 +40,51 @@ class ScoreDoc(NamedTuple):
     doc: int
 
 
-@dataclass(frozen=True)
 class TopDocs:
-    total_hits: int
-    score_docs: list[ScoreDoc]
+    """The hits of a search, best first (Lucene's ``TopDocs``).
+
+    Built either from a list of :class:`ScoreDoc` or, on the search hot path, from parallel arrays (float32
+    scores, leaf indices, segment doc ids) with :meth:`of_arrays`. The arrays are the result; ``score_docs``
+    renders them as Python objects with each float32 score turned into the float64 of its shortest decimal
+    (what JSON shows), once, on first use: an embedded caller that reads only the arrays never pays for the
+    rendering, which costs as much as the rest of a query's bookkeeping.
+    """
+
+    __slots__ = ("total_hits", "scores", "leaves", "docs", "_score_docs")
+
+    def __init__(self, total_hits: int, score_docs: list[ScoreDoc]) -> None:
+        self.total_hits = total_hits
+        self._score_docs: list[ScoreDoc] | None = score_docs
+        self.scores = np.asarray([sd.score for sd in score_docs], dtype=np.float32)
+        self.leaves = np.asarray([sd.leaf for sd in score_docs], dtype=np.int64)
+        self.docs = np.asarray([sd.doc for sd in score_docs], dtype=np.int64)
+
+    @classmethod
+    def of_arrays(cls, total_hits: int, scores: np.ndarray, leaves: np.ndarray, docs: np.ndarray) -> TopDocs:
+        """Hits from float32 ``scores`` and int ``leaves``/``docs``, already in rank order."""
+        top = cls.__new__(cls)
+        top.total_hits, top.scores, top.leaves, top.docs, top._score_docs = total_hits, scores, leaves, docs, None
+        return top
+
+    @property
+    def score_docs(self) -> list[ScoreDoc]:
+        if self._score_docs is None:
+            shown = shortest_float32(self.scores).tolist()
+            self._score_docs = list(map(ScoreDoc, shown, self.leaves.tolist(), self.docs.tolist()))
+        return self._score_docs
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TopDocs):
+            return NotImplemented
+        return self.total_hits == other.total_hits and self.score_docs == other.score_docs
+
+    __hash__ = None  # type: ignore[assignment] - mutable arrays inside: equal by value, not hashable
+
+    def __len__(self) -> int:
+        return int(self.docs.shape[0])
+
+    def __repr__(self) -> str:
+        return f"TopDocs(total_hits={self.total_hits}, score_docs={self.score_docs!r})"
 
 
 MAX_EXACT_FILTERED_ELEMENTS = 2_048_000  # filtered count x dimension at or below this: exact search
@@ -70,6 +110,12 @@ def _leaf_candidates(
     fi = leaf.field_infos.get(field)
     assert fi is not None
     allowed = leaf.live_ords(field)  # bool per ordinal, or None when nothing is deleted
+    if allowed is None and accept_docs is None and not nested and nprobes is None \
+            and values.size > EXACT_SEARCH_MAX_VECTORS:
+        graph = leaf.graph(field)
+        if graph is not None:  # the hot path: an unfiltered graph search of a segment without deletes
+            ords = graph.search_one(query, k, ef_search)
+            return values.ord_to_doc[ords].astype(np.int64), exact_scores(fi.vector_space_type, values.vectors[ords], query)
     filtered = False
     if accept_docs is not None:
         doc_mask = accept_docs(leaf)
@@ -94,7 +140,7 @@ def _leaf_candidates(
     if graph is None:
         ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
     elif allowed is None:
-        ords = graph.search(query[None, :], k, ef_search)[0][0]
+        ords = graph.search_one(query, k, ef_search)
     else:
         dead = values.size - n_allowed
         if dead <= _OVERFETCH_MAX_DELETED:
@@ -157,35 +203,43 @@ def knn_search(
     nprobes: int | None = None,
 ) -> TopDocs:
     """The k nearest live documents to ``query`` (already validated and canonical: float32/int8/uint8)."""
-    all_scores: list[np.ndarray] = []
-    all_leaves: list[np.ndarray] = []
-    all_docs: list[np.ndarray] = []
-    total = 0
+    parts: list[tuple[int, np.ndarray, np.ndarray]] = []
     for i, leaf in enumerate(reader.leaves):
         found = _leaf_candidates(leaf, field, query, k, ef_search, accept_docs, filtered_exact_threshold, nested, nprobes=nprobes)
-        if found is None:
-            continue
-        docs, s = found
-        total += docs.shape[0]
-        all_docs.append(docs)
-        all_scores.append(s)
-        all_leaves.append(np.full(docs.shape[0], i, dtype=np.int64))
-    if not all_docs:
+        if found is not None:
+            parts.append((i, found[0], found[1]))
+    if not parts:
         return TopDocs(0, [])
-    docs = np.concatenate(all_docs)
-    s = np.concatenate(all_scores)
-    leaves = np.concatenate(all_leaves)
+    if len(parts) == 1:  # the common case: no concatenation, and doc ids alone break ties within a leaf
+        i, docs, s = parts[0]
+        leaves = _leaf_column(i, docs.shape[0])
+        global_docs = docs
+    else:
+        docs = np.concatenate([p[1] for p in parts])
+        s = np.concatenate([p[2] for p in parts])
+        leaves = np.concatenate([_leaf_column(p[0], p[1].shape[0]) for p in parts])
+        global_docs = reader.doc_bases[leaves] + docs
+    total = int(s.shape[0])
     # faiss (no rescoring) returns up to k per segment and the coordinator keeps the top ``size`` of all
     # of them; Lucene returns k per shard.
-    return _top(reader, docs, s, leaves, int(s.shape[0]) if per_segment else k, total if per_segment else min(total, k))
+    return _top(reader, docs, s, leaves, total if per_segment else k, total if per_segment else min(total, k),
+                global_docs)
 
 
-def _top(reader: DirectoryReader, docs: np.ndarray, s: np.ndarray, leaves: np.ndarray, k: int,
-         total: int) -> TopDocs:
-    global_docs = reader.doc_bases[leaves] + docs
-    order = np.lexsort((global_docs, -s))[:k]  # score desc, then doc id asc
-    shown = shortest_float32(s[order]).tolist()
-    return TopDocs(total, list(map(ScoreDoc, shown, leaves[order].tolist(), docs[order].tolist())))
+def _leaf_column(leaf: int, n: int) -> np.ndarray:
+    """``n`` copies of a leaf index (np.full's Python-level wrapper costs more than the fill itself)."""
+    column = np.empty(n, dtype=np.int64)
+    column.fill(leaf)
+    return column
+
+
+def _top(reader: DirectoryReader, docs: np.ndarray, s: np.ndarray, leaves: np.ndarray, k: int, total: int,
+         global_docs: np.ndarray | None = None) -> TopDocs:
+    """The best ``k`` of the candidates: score desc, then global doc id asc (``global_docs`` when known)."""
+    if global_docs is None:
+        global_docs = reader.doc_bases[leaves] + docs
+    order = np.lexsort((global_docs, -s))[:k]
+    return TopDocs.of_arrays(total, s[order], leaves[order], docs[order])
 
 
 def radial_search(
@@ -230,7 +284,7 @@ def radial_search(
         parts_leaves.append(np.full(int(keep.sum()), i, dtype=np.int64))
     if not parts_docs:
         return TopDocs(0, [])
-    docs = np.concatenate(parts_docs)
-    s = np.concatenate(parts_scores)
-    top = _top(reader, docs, s, np.concatenate(parts_leaves), max_results, 0)
-    return TopDocs(len(top.score_docs), top.score_docs)
+    top = _top(reader, np.concatenate(parts_docs), np.concatenate(parts_scores), np.concatenate(parts_leaves),
+               max_results, 0)
+    top.total_hits = len(top)
+    return top

@@ -135,4 +135,5 @@ def quantized_knn_search(
         exact[sel] = exact_scores(fi.vector_space_type, values.vectors[ords[sel]], query)
         docs[sel] = values.ord_to_doc[ords[sel]]
     top = _top(reader, docs, exact, leaf_ix, k, 0)
-    return TopDocs(len(top.score_docs), top.score_docs)
+    top.total_hits = len(top)
+    return top

@@ -261,17 +261,19 @@ def test_empty_index_and_unknown_field(tmp_path: Any) -> None:
 
 @pytest.fixture
 def graph_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts HnswGraph.search calls (proves the graph path ran)."""
+    """Counts HnswGraph searches, batch or single-query (proves the graph path ran)."""
     from segstore_codecs.segstore1.graph_format import HnswGraph
 
     calls: list[int] = []
-    orig = HnswGraph.search
 
-    def counting(self: Any, *a: Any, **kw: Any) -> Any:
-        calls.append(1)
-        return orig(self, *a, **kw)
+    def counting(orig: Any) -> Any:
+        def wrapper(self: Any, *a: Any, **kw: Any) -> Any:
+            calls.append(1)
+            return orig(self, *a, **kw)
+        return wrapper
 
-    monkeypatch.setattr(HnswGraph, "search", counting)
+    monkeypatch.setattr(HnswGraph, "search", counting(HnswGraph.search))
+    monkeypatch.setattr(HnswGraph, "search_one", counting(HnswGraph.search_one))
     return calls
 
 
