@@ -60,7 +60,7 @@ from segstore_codecs.segstore1.hnswlib_blob import validate_hnswlib_blob
 import msgpack
 import numpy as np
 
-from segstore.codec.base import GraphFormat, GraphReader, GraphWriter, KnnGraph, VectorValues
+from segstore.codec.base import GraphFormat, GraphReader, GraphWriter, IncrementalGraphBuilder, KnnGraph, VectorValues
 from segstore.codec.framing import FramedInput, write_footer, write_header
 from segstore.errors import AlreadyClosedError, CorruptIndexError, StorageIOError
 from segstore.index.field_infos import FieldInfo
@@ -69,6 +69,10 @@ from segstore.index.write_state import SegmentReadState, SegmentWriteState
 from segstore.store.directory import IndexOutput
 from segstore_codecs.segstore1 import faiss_graph, ivf_graph
 from segstore_codecs.segstore1.faiss_graph import FaissGraph, FaissLayout, resolve_accept
+from segstore_codecs.segstore1.hnsw_build import (
+    EF_RANGE, HNSW_SPACES, M_RANGE, RANDOM_SEED, HnswGraphBuilder, build_hnsw)
+from segstore_codecs.segstore1.hnsw_build import hnsw_params as _hnsw_params
+from segstore_codecs.segstore1.hnsw_build import hnsw_space as _hnsw_space
 from segstore_codecs.segstore1.vector_values_format import read_vector_meta
 
 __all__ = ["SegStore1HnswGraphFormat", "HnswGraph", "FaissGraph", "build_hnsw", "build_graph", "graph_file_name",
@@ -81,12 +85,6 @@ VERSION_FAISS = 2  # meta gains "library"; byte/binary fields get faiss graphs
 VERSION_CURRENT = VERSION_FAISS
 LIBRARY_HNSWLIB = "hnswlib"
 LIBRARIES = (LIBRARY_HNSWLIB, faiss_graph.LIBRARY_FAISS, faiss_graph.LIBRARY_FAISS_BINARY)
-RANDOM_SEED = 100
-DEFAULT_M = 16
-DEFAULT_EF_CONSTRUCTION = 100
-HNSW_SPACES = {"l2": "l2", "innerproduct": "ip", "cosinesimil": "cosine"}  # field space -> hnswlib space
-_M_RANGE = (1, 2048)  # the mapping accepts m > 0; the upper bound only rejects absurd (corrupt) values
-_EF_RANGE = (2, 1 << 20)
 _META_KEYS_V1 = frozenset(("space", "dimension", "m", "ef_construction", "count", "random_seed", "blob_length"))
 _META_KEYS = _META_KEYS_V1 | {"library"}
 _META_MAX = 4096  # the meta map is ~100 bytes; only this prefix is copied to parse it
@@ -95,17 +93,6 @@ _COPY_CHUNK = 8 << 20
 
 def graph_file_name(segment: str, field: FieldInfo) -> str:
     return segment_file_name(segment, f"f{field.number}", EXTENSION)
-
-
-def _hnsw_space(field: FieldInfo) -> str:
-    if field.vector_data_type != "float":
-        raise ValueError(f"hnswlib graphs support float vectors only; field [{field.name}] has data_type "
-                         f"[{field.vector_data_type}] (use build_graph, which builds faiss graphs for them)")
-    try:
-        return HNSW_SPACES[field.vector_space_type]
-    except KeyError:
-        raise ValueError(f"SegStore1HnswGraph does not support space type [{field.vector_space_type}] of "
-                         f"field [{field.name}]; supported: {sorted(HNSW_SPACES)}") from None
 
 
 def graph_library(field: FieldInfo) -> tuple[str, str, FaissLayout | None]:
@@ -118,40 +105,6 @@ def graph_library(field: FieldInfo) -> tuple[str, str, FaissLayout | None]:
         return layout.library, layout.space, layout
     raise ValueError(f"SegStore1HnswGraph does not support data_type [{field.vector_data_type}] of field "
                      f"[{field.name}]")
-
-
-def _hnsw_params(field: FieldInfo) -> tuple[int, int]:
-    # OpenSearch accepts any m > 0, but HNSW's level multiplier is 1/ln(m): both libraries need m >= 2, so a
-    # mapping's m = 1 builds (and records) an m = 2 graph.
-    return (max(2, _int_attribute(field, "hnsw.m", DEFAULT_M, _M_RANGE)),
-            _int_attribute(field, "hnsw.ef_construction", DEFAULT_EF_CONSTRUCTION, _EF_RANGE))
-
-
-def _int_attribute(field: FieldInfo, key: str, default: int, bounds: tuple[int, int]) -> int:
-    raw = field.attribute(key)
-    try:
-        value = default if raw is None else int(raw)
-    except ValueError:
-        raise ValueError(f"field [{field.name}]: attribute [{key}] must be an integer, got {raw!r}") from None
-    if not bounds[0] <= value <= bounds[1]:
-        raise ValueError(f"field [{field.name}]: attribute [{key}]={value} outside {list(bounds)}")
-    return value
-
-
-def build_hnsw(field: FieldInfo, vectors: np.ndarray) -> hnswlib.Index:
-    """Build the HNSW graph of ``field`` over ``vectors`` (float32 [n, dimension], n >= 1); labels are
-    ordinals 0..n-1. Used by the writer and by repair tools that rebuild graphs from vector values."""
-    space = _hnsw_space(field)
-    m, ef_construction = _hnsw_params(field)
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
-    if data.ndim != 2 or data.shape[1] != field.vector_dimension or data.shape[0] < 1:
-        raise ValueError(f"field [{field.name}]: need float32 vectors of shape (n >= 1, {field.vector_dimension}), "
-                         f"got {np.shape(vectors)}")
-    n = data.shape[0]
-    index = hnswlib.Index(space=space, dim=field.vector_dimension)
-    index.init_index(max_elements=n, M=m, ef_construction=ef_construction, random_seed=RANDOM_SEED)
-    index.add_items(data, np.arange(n, dtype=np.int64), num_threads=os.cpu_count() or 1)
-    return index
 
 
 def build_graph(field: FieldInfo, vectors: np.ndarray) -> hnswlib.Index | Any:
@@ -323,8 +276,8 @@ def _validate_meta(meta: Any, field: FieldInfo, count: int, blob_room: int, name
     expect = {"library": library, "space": space, "dimension": field.vector_dimension, "count": count,
               "random_seed": seed, "blob_length": blob_room}
     wrong = [f"{k}={meta[k]!r} (expected {v!r})" for k, v in expect.items() if meta[k] != v]
-    if not ints or wrong or not _M_RANGE[0] <= meta["m"] <= _M_RANGE[1] or not (
-            _EF_RANGE[0] <= meta["ef_construction"] <= _EF_RANGE[1]):
+    if not ints or wrong or not M_RANGE[0] <= meta["m"] <= M_RANGE[1] or not (
+            EF_RANGE[0] <= meta["ef_construction"] <= EF_RANGE[1]):
         raise CorruptIndexError(f"graph meta does not match field [{field.name}]: "
                                 f"{', '.join(wrong) or meta}", name)
     return meta
@@ -333,6 +286,17 @@ def _validate_meta(meta: Any, field: FieldInfo, count: int, blob_room: int, name
 def _validate_blob(blob: memoryview, meta: dict[str, Any], name: str) -> None:
     """The whole hnswlib blob is checked structurally (:mod:`.hnswlib_blob`) before hnswlib sees it."""
     validate_hnswlib_blob(blob, meta, name)
+
+
+def _check_prebuilt(index: Any, field: FieldInfo, library: str, count: int) -> None:
+    """A prebuilt graph must be what :func:`build_graph` would have built for the field (bar the randomness
+    of a parallel build): never write a graph whose parameters or size disagree with the segment."""
+    m, ef_construction = _hnsw_params(field)
+    if not (library == LIBRARY_HNSWLIB and isinstance(index, hnswlib.Index)
+            and (index.space, index.dim, index.M, index.ef_construction) == (
+                _hnsw_space(field), field.vector_dimension, m, ef_construction)
+            and index.element_count == count and index.max_elements == count):
+        raise ValueError(f"prebuilt graph of field [{field.name}] does not match the segment's {count} vectors")
 
 
 class SegStore1HnswGraphWriter(GraphWriter):
@@ -345,8 +309,9 @@ class SegStore1HnswGraphWriter(GraphWriter):
         self._fields: set[str] = set()
         self._done: str | None = None  # "finished" / "aborted"
 
-    def add_field(self, field: FieldInfo, values: VectorValues) -> None:
-        """``values`` are the field's vectors, or for a quantized field its codes (see :func:`graph_field`)."""
+    def add_field(self, field: FieldInfo, values: VectorValues, prebuilt: Any = None) -> None:
+        """``values`` are the field's vectors, or for a quantized field its codes (see :func:`graph_field`);
+        ``prebuilt``: an hnswlib index from :class:`HnswGraphBuilder` over exactly these vectors."""
         field = graph_field(field)
         if self._done:
             raise AlreadyClosedError(f"graph writer of segment [{self._state.segment_info.name}] is {self._done}")
@@ -369,7 +334,11 @@ class SegStore1HnswGraphWriter(GraphWriter):
         self._fields.add(field.name)
         if values.size < 1:
             return  # nothing to search: no file
-        index = build_graph(field, values.vectors)
+        if prebuilt is not None:
+            _check_prebuilt(prebuilt, field, library, values.size)
+            index = prebuilt
+        else:
+            index = build_graph(field, values.vectors)
         out = self._state.directory.create_output(graph_file_name(self._state.segment_info.name, field))
         self._pending.append(out)
         try:
@@ -562,6 +531,17 @@ class SegStore1HnswGraphFormat(GraphFormat):
 
     def fields_writer(self, state: SegmentWriteState) -> GraphWriter:
         return SegStore1HnswGraphWriter(state)
+
+    def incremental_builder(self, field: FieldInfo) -> IncrementalGraphBuilder | None:
+        """Float fields on hnswlib (no quantization, no trained model) grow their graph while buffered."""
+        if ivf_graph.is_ivf_field(field) or graph_field(field) is not field or field.vector_data_type != "float":
+            return None
+        try:
+            _hnsw_space(field)
+            _hnsw_params(field)
+        except ValueError:
+            return None
+        return HnswGraphBuilder(field)
 
     def fields_reader(self, state: SegmentReadState) -> GraphReader:
         return SegStore1HnswGraphReader(state)

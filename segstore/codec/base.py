@@ -170,8 +170,10 @@ class GraphWriter(ABC):
     """Builds and writes the graphs of one segment."""
 
     @abstractmethod
-    def add_field(self, field: FieldInfo, values: VectorValues) -> None:
-        """Build the graph of ``field`` from its canonical vectors; ``finish()`` publishes it."""
+    def add_field(self, field: FieldInfo, values: VectorValues, prebuilt: Any = None) -> None:
+        """Build the graph of ``field`` from its canonical vectors; ``finish()`` publishes it. ``prebuilt`` is
+        a graph an :class:`IncrementalGraphBuilder` of this format already built over exactly ``values``
+        (labels = ordinals), written instead of building a new one."""
 
     @abstractmethod
     def finish(self) -> None: ...
@@ -184,6 +186,25 @@ class GraphReader(FieldsReader[KnnGraph]):
     """Opens graphs lazily; the CRC is verified before any byte reaches the native library."""
 
 
+class IncrementalGraphBuilder(ABC):
+    """Builds one field's graph while its documents are still buffered, the way Lucene's indexing chain grows
+    an on-heap HNSW graph as vectors arrive, so that a flush only has to write it. Rows get ordinals in the
+    order they are added; the work runs off the caller's thread."""
+
+    @abstractmethod
+    def add(self, rows: np.ndarray) -> None:
+        """Queue canonical ``rows`` [n, dimension]; they take the next n ordinals. Returns at once."""
+
+    @abstractmethod
+    def finish(self, count: int) -> Any:
+        """Wait for every queued row and return the graph for :meth:`GraphWriter.add_field`'s ``prebuilt``,
+        or None when the builder failed or holds other than ``count`` rows (the flush then builds it)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Stop and drop the graph (idempotent)."""
+
+
 class GraphFormat(ABC):
     name: str
 
@@ -192,6 +213,12 @@ class GraphFormat(ABC):
 
     @abstractmethod
     def fields_reader(self, state: SegmentReadState) -> GraphReader: ...
+
+    def incremental_builder(self, field: FieldInfo) -> IncrementalGraphBuilder | None:
+        """A builder for ``field``'s graph while documents are buffered, or None (the default) when this
+        format builds the field's graph only at flush (e.g. graphs over quantized codes, which need the
+        whole segment to train)."""
+        return None
 
 
 # -------------------------------------------------------------------------------------- stored fields

@@ -8,7 +8,8 @@ the mapping as it is at flush time (derived-source.md §8 rule 1).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,10 @@ def flush_documents(
     mappings: Mappings,
     derived_paths: Sequence[str],
     build_graph_min_vectors: int,
+    prebuilt_graph: Callable[[FieldInfo, int], Any] | None = None,
 ) -> SegmentCommitInfo:
-    """Write ``docs`` as segment ``name``."""
+    """Write ``docs`` as segment ``name``; ``prebuilt_graph`` hands out graphs grown while they were buffered
+    (:class:`~segstore.index.buffered_graphs.BufferedGraphs`)."""
     roots = root_doc_ids(docs)
     max_doc = roots[-1] + 1 if roots else 0
     has_children = max_doc != len(docs)
@@ -116,4 +119,5 @@ def flush_documents(
         return fi.attributes.get("knn") == "true" and count >= max(1, build_graph_min_vectors)
 
     return write_segment(codec, directory, name, records(), max_doc, field_infos,
-                         vectors, build_graph, attributes, {"source": "flush"}, doc_values=doc_values)
+                         vectors, build_graph, attributes, {"source": "flush"}, doc_values=doc_values,
+                         prebuilt_graph=prebuilt_graph)

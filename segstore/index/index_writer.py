@@ -35,7 +35,8 @@ from segstore.codec.registry import default_codec
 from segstore.errors import AlreadyClosedError, ValidationError
 from segstore.index.catalog import Catalog
 from segstore.index.directory_reader import DirectoryReader
-from segstore.index.documents_writer import flush_documents, root_doc_ids
+from segstore.index.buffered_graphs import MIN_INCREMENTAL_VECTORS, BufferedGraphs
+from segstore.index.documents_writer import flush_documents, root_doc_ids, vector_field_infos
 from segstore.index.file_deleter import IndexFileDeleter
 from segstore.index.file_names import WRITE_LOCK_NAME, segment_name
 from segstore.index.index_files import IndexFiles
@@ -109,6 +110,7 @@ class IndexWriter:
             self._segment_counter: int = state.record.get("segment_counter", 0)
             self._max_seq_no: int = state.record.get("max_seq_no", -1)
             self._buffer: dict[str, BufferedDoc] = {}
+            self._graphs = self._buffered_graphs()
             self._flushing: dict[str, tuple[str, int, BufferedDoc]] = {}
             self._flushing_roots: tuple[str, np.ndarray] = ("", np.zeros(0, dtype=np.int64))
             self._versions: dict[str, VersionValue] = {}
@@ -179,6 +181,12 @@ class IndexWriter:
         self.tragic_exception = e
         self._close_internal()
 
+    def _buffered_graphs(self) -> BufferedGraphs:
+        """Graph builders for a new buffer generation (they start once a field has enough vectors)."""
+        return BufferedGraphs(self.codec, lambda: self.mappings,
+                              lambda m, path: vector_field_infos(m, {path}).get(path),
+                              max(MIN_INCREMENTAL_VECTORS, self.settings.approximate_threshold))
+
     def _next_segment_name(self) -> str:
         with self._lock:
             name = segment_name(self._segment_counter)
@@ -242,6 +250,7 @@ class IndexWriter:
                     raise
                 for fn in apply:
                     fn()
+                self._graphs.submit()
         return results
 
     def _apply_dynamic_mappings(self, ops: Sequence[IndexOp]) -> dict[int, ValidationError]:
@@ -333,6 +342,7 @@ class IndexWriter:
                     return False
                 docs = list(self._buffer.values())
                 self._buffer = {}
+                graphs, self._graphs = self._graphs, self._buffered_graphs()
                 name = self._next_segment_name() if docs else None
                 if name is not None:
                     roots = root_doc_ids(docs)
@@ -344,10 +354,15 @@ class IndexWriter:
             if name is not None:
                 try:
                     new_sci = flush_documents(self.codec, self.directory, name, docs, self.mappings,
-                                              self.parser.derived_paths, self.settings.approximate_threshold)
+                                              self.parser.derived_paths, self.settings.approximate_threshold,
+                                              prebuilt_graph=graphs.take)
                 except BaseException as e:  # acked ops are in the translog; a reopen replays them
                     self._tragic(e)
                     raise
+                finally:
+                    graphs.close()
+            else:
+                graphs.close()
             with self._lock:
                 if new_sci is not None:
                     self._segments.append(new_sci)
@@ -536,7 +551,8 @@ class IndexWriter:
         if self._closed:
             return
         self._closed = True
-        for fn in (self.translog.close, self._reader.dec_ref, self._write_lock.close, *self._on_close):
+        for fn in (self._graphs.close, self.translog.close, self._reader.dec_ref, self._write_lock.close,
+                   *self._on_close):
             try:
                 fn()
             except Exception as e:  # noqa: BLE001 - keep closing the rest

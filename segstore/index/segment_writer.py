@@ -41,13 +41,15 @@ def write_segment(
     timings: dict[str, float] | None = None,
     doc_values: dict[str, tuple[np.ndarray, Any]] | None = None,
     graph_sources: dict[str, list[tuple[Any, np.ndarray]]] | None = None,
+    prebuilt_graph: Callable[[FieldInfo, int], Any] | None = None,
 ) -> SegmentCommitInfo:
     """Write segment ``name`` and return its commit info (generation 0, no deletes).
 
     ``records`` are stored-field documents (dicts) or raw records copied from another segment (bytes);
     ``vectors`` maps a field name to ``(rows, doc ids)``; ``doc_values`` maps a doc-values field to
     ``(doc ids, values)`` (one entry per value). ``timings`` (optional) receives seconds spent
-    per step, for benchmarks.
+    per step, for benchmarks. ``prebuilt_graph(field, count)`` (flushes) returns the graph an incremental
+    builder grew while the documents were buffered, or None to build it here.
     """
     info = SegmentInfo(name=name, segment_id=new_segment_id(), max_doc=num_docs, codec=codec.name,
                        attributes=dict(attributes),
@@ -103,8 +105,11 @@ def write_segment(
                 gf = graph_field(fi)
                 values = VectorValues(fi.name, gf.vector_dimension, gf.vector_data_type, graph_rows, docs)
                 sources = (graph_sources or {}).get(fi.name)  # merges: (input graph, keep mask) per input
+                prebuilt = prebuilt_graph(fi, rows.shape[0]) if prebuilt_graph is not None and q is None else None
                 if sources is not None and q is None and hasattr(graph_writer, "merge_field"):
                     graph_writer.merge_field(fi, values, sources)  # IVF: inverted lists concatenated
+                elif prebuilt is not None:
+                    graph_writer.add_field(fi, values, prebuilt=prebuilt)
                 else:
                     graph_writer.add_field(fi, values)
         graph_writer.finish()

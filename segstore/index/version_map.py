@@ -8,22 +8,28 @@ same transaction as the next commit point, then cleared. Lookups check the overl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
-__all__ = ["VersionValue", "IN_BUFFER"]
+__all__ = ["IN_BUFFER", "VersionValue"]
 
 IN_BUFFER: tuple[str, int] | None = None
 
 
-@dataclass(frozen=True)
-class VersionValue:
-    """``location`` is (segment, doc), or None while the doc is still in the RAM buffer."""
+class VersionValue(NamedTuple):
+    """``location`` is (segment, doc), or None while the doc is still in the RAM buffer. ``time`` (monotonic)
+    is when a delete's tombstone was made, for tombstone GC. A named tuple: the map holds one per changed id
+    and the garbage collector untracks tuples of plain values (see ``BufferedDoc``)."""
 
     version: int
     seq_no: int
     location: tuple[str, int] | None
     deleted: bool = False
-    time: float = field(default_factory=time.monotonic)  # when the entry was made (for tombstone GC)
+    time: float = 0.0
+
+    @classmethod
+    def tombstone(cls, version: int, seq_no: int) -> VersionValue:
+        """A deleted id's entry, stamped now."""
+        return cls(version, seq_no, None, True, time.monotonic())
 
     def pk_value(self) -> tuple[str, int, int, int] | None:
         """The catalog value for this id (None deletes the entry)."""
@@ -33,6 +39,6 @@ class VersionValue:
         return (self.location[0], self.location[1], self.version, self.seq_no)
 
     @classmethod
-    def from_pk(cls, value: tuple | list) -> "VersionValue":
+    def from_pk(cls, value: tuple | list) -> VersionValue:
         seg, doc, version, seq_no = value
         return cls(int(version), int(seq_no), (str(seg), int(doc)))

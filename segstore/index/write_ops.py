@@ -92,7 +92,7 @@ class OpResolver:
                 seq_no += 1
                 version = cur.version + 1 if cur is not None else 1
                 doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors, p.doc_values,
-                                  [(c.path, c.vectors) for c in p.children])
+                                  tuple((c.path, c.vectors) for c in p.children))
                 log_ops.append(doc.to_translog())
                 results.append(OpResult(doc_id, "updated" if exists else "created", version, seq_no))
                 apply.append(lambda doc=doc, cur=cur: self.apply_index(doc, cur))
@@ -106,14 +106,16 @@ class OpResolver:
                 log_ops.append({"op": "delete", "seq_no": seq_no, "version": version, "id": doc_id})
                 results.append(OpResult(doc_id, "deleted" if exists else "not_found", version, seq_no))
                 apply.append(lambda d=doc_id, c=cur, v=version, s=seq_no: self.apply_delete(d, c, v, s))
-                local[doc_id] = VersionValue(version, seq_no, None, deleted=True)
+                local[doc_id] = VersionValue.tombstone(version, seq_no)
         return results, log_ops, apply
 
     # -- effects (also used by translog replay)
 
     def _remove(self, doc_id: str, cur: VersionValue) -> None:
         if cur.location is None:
-            self.w._buffer.pop(doc_id, None)
+            popped = self.w._buffer.pop(doc_id, None)
+            if popped is not None:
+                self.w._graphs.removed(popped)
         else:
             seg, doc = cur.location
             # a document is its whole block: nested children first, the root last
@@ -125,6 +127,7 @@ class OpResolver:
         if cur is not None and not cur.deleted:
             self._remove(doc.doc_id, cur)
         w._buffer[doc.doc_id] = doc
+        w._graphs.buffered(doc)
         w._versions[doc.doc_id] = VersionValue(doc.version, doc.seq_no, None)
         w._max_seq_no = max(w._max_seq_no, doc.seq_no)
 
@@ -132,7 +135,7 @@ class OpResolver:
         w = self.w
         if cur is not None and not cur.deleted:
             self._remove(doc_id, cur)
-        w._versions[doc_id] = VersionValue(version, seq_no, None, deleted=True)
+        w._versions[doc_id] = VersionValue.tombstone(version, seq_no)
         w._max_seq_no = max(w._max_seq_no, seq_no)
 
     def _vectors(self, logged: dict[str, bytes]) -> dict[str, np.ndarray]:
@@ -149,7 +152,7 @@ class OpResolver:
         cur = self.current(doc_id)
         if op["op"] == "index":
             vectors = self._vectors(op.get("vectors") or {})
-            children = [(path, self._vectors(vecs)) for path, vecs in (op.get("children") or [])]
+            children = tuple((path, self._vectors(vecs)) for path, vecs in (op.get("children") or []))
             self.apply_index(BufferedDoc(doc_id, op["seq_no"], op["version"], op.get("source"), vectors,
                                          op.get("dv") or {}, children), cur)
         elif op["op"] == "delete":
