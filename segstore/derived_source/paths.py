@@ -62,11 +62,17 @@ def _transform(node: Any, parts: tuple[str, ...], i: int, fn: Callable[[Any], An
         # Keys are matched the way the document parser matches them (collect_expanded): a key may spell
         # several path parts with dots. Masking and injection must visit exactly the occurrences the parser
         # indexed, or nested vectors handed out by position would shift (derived-source.md §2.4).
+        first = parts[i]
         for key, value in node.items():
-            kp = tuple(key.split(".")) if "." in key else (key,)
-            if kp != parts[i:i + len(kp)]:
+            if "." in key:
+                kp = tuple(key.split("."))
+                if kp != parts[i:i + len(kp)]:
+                    continue
+                j = i + len(kp)
+            elif key != first:  # the common case, without building tuples per key
                 continue
-            j = i + len(kp)
+            else:
+                j = i + 1
             if j == len(parts):
                 if value is None:
                     continue
@@ -101,11 +107,17 @@ def collect_expanded(source: Any, parts: tuple[str, ...]) -> list[Any]:
 
 def _collect_expanded(node: Any, parts: tuple[str, ...], i: int, out: list[Any]) -> None:
     if isinstance(node, dict):
+        first = parts[i]
         for key, value in node.items():
-            kp = key.split(".")
-            if tuple(kp) != parts[i:i + len(kp)]:
+            if "." in key:
+                kp = tuple(key.split("."))
+                if kp != parts[i:i + len(kp)]:
+                    continue
+                j = i + len(kp)
+            elif key != first:
                 continue
-            j = i + len(kp)
+            else:
+                j = i + 1
             if j == len(parts):
                 if value is not None:
                     out.append(value)

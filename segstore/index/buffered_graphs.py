@@ -44,19 +44,22 @@ class BufferedGraphs:
         self._mappings = mappings
         self._field_info = field_info
         self._min_vectors = max(1, min_vectors)
-        self._pending: dict[str, list[np.ndarray]] = {}  # rows buffered but not yet given to a builder
+        # per field, the vector dicts of the documents buffered since the last submit (rows not yet given
+        # to a builder), and the batches already given (in order: together, the segment's rows)
+        self._pending: dict[str, list[dict[str, np.ndarray]]] = {}
+        self._batches: dict[str, list[np.ndarray]] = {}
         self._counts: dict[str, int] = {}  # rows buffered per field (in buffer order)
         self._builders: dict[str, IncrementalGraphBuilder] = {}
         self._off: set[str] = set()  # fields built at flush in this generation (ineligible or order broken)
 
     def buffered(self, doc: BufferedDoc) -> None:
         """``doc`` was appended to the buffer (its top-level vectors take the next ordinals)."""
-        for path, row in doc.vectors.items():
+        for path in doc.vectors:
             if path not in self._off:
                 pending = self._pending.get(path)
                 if pending is None:
                     pending = self._pending[path] = []
-                pending.append(row)
+                pending.append(doc.vectors)
 
     def removed(self, doc: BufferedDoc) -> None:
         """``doc`` left the buffer (replaced or deleted): its fields' ordinals no longer follow arrival."""
@@ -65,10 +68,10 @@ class BufferedGraphs:
 
     def submit(self) -> None:
         """Hand the rows buffered since the last call to the builders (once per bulk: one batch each)."""
-        for path, rows in list(self._pending.items()):
-            if not rows:
+        for path, dicts in list(self._pending.items()):
+            if not dicts:
                 continue
-            count = self._counts.get(path, 0) + len(rows)
+            count = self._counts.get(path, 0) + len(dicts)
             builder = self._builders.get(path)
             if builder is None:
                 if count < self._min_vectors:
@@ -78,11 +81,33 @@ class BufferedGraphs:
                     continue
             self._counts[path] = count
             self._pending[path] = []
+            batch = self._stack(path, dicts)
             try:
-                builder.add(np.stack(rows))
+                builder.add(batch)
             except Exception as e:  # noqa: BLE001 - a builder may cost time, never a write
                 log.warning("incremental graph of [%s] dropped: %r", path, e)
                 self._turn_off(path)
+
+    def _stack(self, path: str, dicts: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """One array of the rows of ``dicts``; each document's row becomes a view into it, so the batch
+        replaces (rather than doubles) the parser's arrays, and the flush reuses it as the segment's rows."""
+        batch = np.stack([d[path] for d in dicts])
+        for k, d in enumerate(dicts):
+            d[path] = batch[k]
+        self._batches.setdefault(path, []).append(batch)
+        return batch
+
+    def rows(self, path: str) -> np.ndarray | None:
+        """All buffered rows of ``path`` in ordinal order, while its graph grows (None otherwise): the flush
+        takes them instead of stacking one row per document again."""
+        if path not in self._builders:
+            return None
+        dicts = self._pending.pop(path, None)
+        if dicts:  # buffered after the last submit (e.g. by translog replay)
+            self._builders[path].add(self._stack(path, dicts))
+            self._counts[path] += len(dicts)
+        batches = self._batches.get(path) or []
+        return batches[0] if len(batches) == 1 else np.concatenate(batches) if batches else None
 
     def _start(self, path: str) -> IncrementalGraphBuilder | None:
         mappings = self._mappings()
@@ -102,6 +127,7 @@ class BufferedGraphs:
     def _turn_off(self, path: str) -> None:
         self._off.add(path)
         self._pending.pop(path, None)
+        self._batches.pop(path, None)
         builder = self._builders.pop(path, None)
         if builder is not None:
             builder.abort()
@@ -110,11 +136,12 @@ class BufferedGraphs:
         """The graph grown for ``field`` if it holds exactly the flushed segment's ``count`` vectors, else
         None (the flush builds it). Each builder is handed out at most once."""
         builder = self._builders.pop(field.name, None)
+        self._batches.pop(field.name, None)
         if builder is None:
             return None
-        rows = self._pending.pop(field.name, None)
-        if rows:  # buffered after the last submit (e.g. by translog replay)
-            builder.add(np.stack(rows))
+        dicts = self._pending.pop(field.name, None)
+        if dicts:  # buffered after the last submit (e.g. by translog replay)
+            builder.add(np.stack([d[field.name] for d in dicts]))
         return builder.finish(count)
 
     def close(self) -> None:
@@ -122,6 +149,7 @@ class BufferedGraphs:
         for path in list(self._builders):
             self._turn_off(path)
         self._pending.clear()
+        self._batches.clear()
 
     @property
     def growing(self) -> list[str]:

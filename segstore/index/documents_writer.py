@@ -65,8 +65,10 @@ def flush_documents(
     derived_paths: Sequence[str],
     build_graph_min_vectors: int,
     prebuilt_graph: Callable[[FieldInfo, int], Any] | None = None,
+    grown_rows: Callable[[str], np.ndarray | None] | None = None,
 ) -> SegmentCommitInfo:
-    """Write ``docs`` as segment ``name``; ``prebuilt_graph`` hands out graphs grown while they were buffered
+    """Write ``docs`` as segment ``name``. ``prebuilt_graph`` and ``grown_rows`` hand out the graphs grown
+    while the documents were buffered and the rows they were grown from
     (:class:`~segstore.index.buffered_graphs.BufferedGraphs`)."""
     roots = root_doc_ids(docs)
     max_doc = roots[-1] + 1 if roots else 0
@@ -91,11 +93,18 @@ def flush_documents(
         doc_values[ROOT_FIELD] = (np.asarray(roots, dtype=np.int32), [1] * len(roots))
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for fi in field_infos.vector_fields():
+        grown = grown_rows(fi.name) if grown_rows is not None and not has_children else None
+        if grown is not None:  # a root-level field whose rows were stacked bulk by bulk as they arrived
+            ids = np.fromiter((i for i, d in enumerate(docs) if fi.name in d.vectors), dtype=np.int32)
+            if ids.shape[0] == grown.shape[0]:
+                vectors[fi.name] = (grown.astype(_DTYPES[fi.vector_data_type], copy=False), ids)
+                continue
         with_field: list[tuple[int, np.ndarray]] = []
         for root, d in zip(roots, docs):
-            first = root - len(d.children)
-            with_field.extend((first + c, vecs[fi.name]) for c, (_, vecs) in enumerate(d.children)
-                              if fi.name in vecs)
+            if d.children:
+                first = root - len(d.children)
+                with_field.extend((first + c, vecs[fi.name]) for c, (_, vecs) in enumerate(d.children)
+                                  if fi.name in vecs)
             if fi.name in d.vectors:
                 with_field.append((root, d.vectors[fi.name]))
         rows = np.stack([v for _, v in with_field]).astype(_DTYPES[fi.vector_data_type], copy=False)

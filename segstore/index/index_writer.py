@@ -355,7 +355,7 @@ class IndexWriter:
                 try:
                     new_sci = flush_documents(self.codec, self.directory, name, docs, self.mappings,
                                               self.parser.derived_paths, self.settings.approximate_threshold,
-                                              prebuilt_graph=graphs.take)
+                                              prebuilt_graph=graphs.take, grown_rows=graphs.rows)
                 except BaseException as e:  # acked ops are in the translog; a reopen replays them
                     self._tragic(e)
                     raise
