@@ -194,6 +194,8 @@ class IndexSearcher:
         leaf = self.reader.leaves[leaf_i]
         rec = leaf.stored_document(doc)
         hit: dict[str, Any] = {"_index": self.index, "_id": rec["_id"], "_score": score}
+        if "_routing" in rec:  # a meta field, rendered after the score (SearchHit#toInnerXContent)
+            hit["_routing"] = rec["_routing"]
         if sf.fetch:
             source = leaf.source(doc, rec)
             if source is not None:

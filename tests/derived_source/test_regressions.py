@@ -176,17 +176,46 @@ def test_2852_meta_fields_survive_next_to_the_derived_source(client: Any, name: 
     assert hit["_source"] == {"v": [3.5, 4.5]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the routing parameter is accepted but never stored: GET and search hits lack `_routing` (OpenSearch "
-    "returns it, derived source or not). segstore/rest/handlers_docs.py _index and bulk.py drop `routing`; "
-    "BufferedDoc.stored_record() has no `_routing` field. Fix: store `_routing` in the record, render it "
-    "in GET / mget / hits."))
 def test_2852_routing_is_returned(client: Any, name: str) -> None:
-    create(client, name, {"properties": {"v": vfield(2)}})
-    client.index(index=name, id="a", body={"v": [1.5, 2.5]}, routing="r1", refresh=True)
+    """#2852/#2925 (``testMetaFields*``): ``_routing`` next to ``_id`` and ``_score`` in hits of a derived index."""
+    m = {"properties": {"v": vfield(2), "n": {"type": "nested", "properties": {"w": vfield(2)}}}}
+    create(client, name, m)
+    doc = {"v": [1.5, 2.5], "n": [{"w": [3.5, 4.5]}]}
+    client.index(index=name, id="a", body=doc, routing="r1", refresh=True)
     assert client.get(index=name, id="a", routing="r1")["_routing"] == "r1"
     hit = client.search(index=name, body={"query": {"match_all": {}}})["hits"]["hits"][0]
-    assert hit["_routing"] == "r1" and hit["_source"] == {"v": [1.5, 2.5]}
+    assert hit == {"_index": name, "_id": "a", "_score": 1.0, "_routing": "r1", "_source": doc}
+    hit = client.search(index=name, body={"query": {"knn": {"n.w": {"vector": [3.5, 4.5], "k": 1}}}})
+    assert hit["hits"]["hits"] == [{"_index": name, "_id": "a", "_score": 1.0, "_routing": "r1", "_source": doc}]
+    assert stored(client, name)["a"] == {"v": 1, "n": [{"w": 1}]}
+
+
+def test_2852_routing_survives_translog_replay_and_restart(tmp_path: Any) -> None:
+    """``_routing`` is in the translog operation (a crash replays it) and in the stored record (a restart
+    reads it from the segment); documents written without routing have none after both."""
+    c = segstore.connect(tmp_path / "data")
+    c.indices.create(index="t", body={"settings": {**KNN, "index.refresh_interval": "-1"},
+                                      "mappings": {"properties": {"v": vfield(2)}}})
+    c.index(index="t", id="committed", body={"v": [0.5, 0.5]}, routing="c1")
+    c.indices.flush(index="t")
+    c.index(index="t", id="logged", body={"v": [1.5, 1.5]}, routing="l1")
+    c.index(index="t", id="plain", body={"v": [2.5, 2.5]})
+    c = crash_and_reopen(c)
+    try:
+        assert writer(c, "t").replayed_ops == 2
+        want = {"committed": "c1", "logged": "l1", "plain": None}
+        assert {i: c.get(index="t", id=i).get("_routing") for i in want} == want
+        c.indices.refresh(index="t")
+        hits = c.search(index="t", body={"query": {"match_all": {}}})["hits"]["hits"]
+        assert {h["_id"]: h.get("_routing") for h in hits} == want
+    finally:
+        c.close()
+    c = segstore.connect(tmp_path / "data")  # a clean restart: everything is read back from segments
+    try:
+        assert writer(c, "t").replayed_ops == 0
+        assert {i: c.get(index="t", id=i).get("_routing") for i in want} == want
+    finally:
+        c.close()
 
 
 def test_2880_rejected_documents_fail_alike_and_leave_the_index_healthy(client: Any, name: str) -> None:
