@@ -116,6 +116,9 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     hits_total: Any = {"value": total, "relation": "eq"}
     if req.bool_param("rest_total_hits_as_int"):
         hits_total = total
+        for h in hits_json:  # the parameter renders every SearchHits, inner hits included
+            for inner in h.get("inner_hits", {}).values():
+                inner["hits"]["total"] = inner["hits"]["total"]["value"]
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
                               "_shards": shards_json(len(shards), failures),
                               "hits": {"total": hits_total, "max_score": max_score, "hits": hits_json}})
