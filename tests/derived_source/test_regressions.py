@@ -285,8 +285,8 @@ def test_3268_3313_mixed_case_field_names(client: Any, name: str) -> None:
 
 
 def test_3303_request_excludes_never_return_the_mask(client: Any, name: str) -> None:
-    """#3303: excluding a vector in the request left ``1`` where another part of the response needed it.
-    segstore has no ``inner_hits``; every hit's ``_source`` is decided by the final filter."""
+    """#3303/#3446: excluding a vector in the request left ``1`` where another part of the response needed it:
+    inner hits returned the mask. Every hit's ``_source`` is decided by its final filter, inner hits by theirs."""
     m = {"properties": {"v": vfield(2), "n": {"type": "nested", "properties": {"v": vfield(2),
                                                                                 "t": {"type": "keyword"}}}}}
     create(client, name, m)
@@ -303,6 +303,13 @@ def test_3303_request_excludes_never_return_the_mask(client: Any, name: str) -> 
         got = search_sources(client, name, {**knn, "_source": sf})
         assert got == {"1": want}, label
         assert_no_mask(got["1"], ["v", "n.v"])
+    nested = {"nested": {"path": "n", "query": {"knn": {"n.v": {"vector": [2.5, 2.5], "k": 1,
+                                                                "expand_nested_docs": True}}},
+                         "inner_hits": {}, "score_mode": "max"}}
+    for sf in ({"excludes": ["n.v"]}, {"excludes": ["n"]}, {"includes": ["v"]}, False):
+        hit = client.search(index=name, body={"query": nested, "_source": sf})["hits"]["hits"][0]
+        inner = [(h["_nested"]["offset"], h["_score"], h["_source"]) for h in hit["inner_hits"]["n"]["hits"]["hits"]]
+        assert inner == [(1, 1.0, doc["n"][1]), (0, 0.33333334, doc["n"][0])], sf  # l2: 1/(1+2)
 
 
 def test_3316_mapping_source_excludes_and_merges_do_not_bloat(client: Any, name: str) -> None:
