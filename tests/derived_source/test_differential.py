@@ -399,8 +399,9 @@ def test_derived_and_plain_indices_stay_equal(tmp_path: Any) -> None:
 
         # 7. nested k-NN with inner hits: equal on every index, and each inner hit's _source is the model's
         #    object at its _nested position (real vectors, never the mask)
-        for path, field, kind in (("n1", "n1.f_vec", "float"), ("n1.n2", "n1.n2.b_vec", "byte"),
-                                  ("n1.n2.n3", "n1.n2.n3.f_vec", "float"), ("obj.n_in_obj", "obj.n_in_obj.f_vec", "float")):
+        for path, field, kind in (("n1", "n1.f_vec", "float"), ("n1", "n1.bin_vec", "binary"),
+                                  ("n1.n2", "n1.n2.b_vec", "byte"), ("n1.n2.n3", "n1.n2.n3.f_vec", "float"),
+                                  ("obj.n_in_obj", "obj.n_in_obj.f_vec", "float")):
             for expand, mode in ((False, "avg"), (True, "max"), (True, "avg")):
                 body = {"size": 1000, "_source": False, "query": {"nested": {
                     "path": path, "score_mode": mode, "inner_hits": {"size": 100},
