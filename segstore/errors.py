@@ -34,6 +34,7 @@ __all__ = [
     "ResourceAlreadyExistsError",
     "VersionConflictError",
     "DocumentMissingError",
+    "RoutingMissingError",
 ]
 
 
@@ -233,3 +234,14 @@ class DocumentMissingError(ValidationError):
 
     error_type = "document_missing_exception"
     status = 404
+
+
+class RoutingMissingError(ValidationError):
+    """OpenSearch's ``routing_missing_exception`` (400): the mapping says ``_routing.required`` and the request
+    named no routing. Like ``OpenSearchException#setIndex(String)``, it carries the index and an unknown uuid."""
+
+    error_type = "routing_missing_exception"
+
+    def __init__(self, index: str, doc_id: str) -> None:
+        super().__init__(f"routing is required for [{index}]/[{doc_id}]")
+        self.extra = {"index_uuid": "_na_", "index": index}

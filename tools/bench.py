@@ -392,9 +392,13 @@ def register(sub: Any) -> None:
     p.add_argument("--compression", action="store_true",
                    help="instead: every compression level (recall with/without rescoring, QPS, measured resident "
                         "memory vs the docs formula, disk); JSON + PNG to bench-results/compression.*")
-    from segstore_tools import bench_compression  # noqa: PLC0415 - its own options live with it
+    p.add_argument("--derived-source", action="store_true",
+                   help="instead: derived source on vs off (store size, force-merge time, cold-start _source fetch "
+                        "in a fresh process; default 10,000 docs); JSON to bench-results/bench_derived_source.json")
+    from segstore_tools import bench_compression, bench_derived_source  # noqa: PLC0415 - their options live with them
 
     bench_compression.register_args(p)
+    bench_derived_source.add_arguments(p, standalone=False)
     p.set_defaults(func=_main)
 
 
@@ -404,6 +408,10 @@ def _main(args: argparse.Namespace) -> int:
         from segstore_tools.bench_compression import main_from_args  # noqa: PLC0415
 
         return int(main_from_args(args))
+    if getattr(args, "derived_source", False):
+        from segstore_tools.bench_derived_source import run_from_args  # noqa: PLC0415
+
+        return int(run_from_args(args))
     try:
         result = run_bench(args.data, docs=args.docs, queries=args.queries, bulk_size=args.bulk_size,
                            durability=args.durability, workdir=args.workdir, passes=args.passes)

@@ -740,12 +740,18 @@ def iter_documents(catalog: Any, loc: Any, *, with_vectors: bool = True, segment
                     src = remove_paths(src, vector_paths)
                 if progress is not None:
                     progress.update(1)
-                yield {"_id": rec.get("_id"), "_version": rec.get("_version"), "_seq_no": rec.get("_seq_no"),
+                out = {"_id": rec.get("_id"), "_version": rec.get("_version"), "_seq_no": rec.get("_seq_no"),
                        "_source": src, "segment": h.name, "doc": doc}
+                if rec.get("_routing") is not None:
+                    out["_routing"] = rec["_routing"]
+                yield out
 
 
 def bulk_lines(doc: dict[str, Any], index: str) -> str:
-    action = {"index": {"_index": index, "_id": doc["_id"]}}
+    meta = {"_index": index, "_id": doc["_id"]}
+    if doc.get("_routing") is not None:  # bulk metadata knows ``routing`` (not ``_routing``)
+        meta["routing"] = doc["_routing"]
+    action = {"index": meta}
     return (json.dumps(action, ensure_ascii=False) + "\n"
             + json.dumps(doc["_source"] if doc["_source"] is not None else {}, ensure_ascii=False) + "\n")
 

@@ -205,8 +205,11 @@ def export_index(catalog: Any, loc: Any, out: IO[str], *, fmt: str, with_vectors
         if fmt == "bulk":
             out.write(bulk_lines(doc, target))
         else:
-            out.write(json.dumps({"_index": target, "_id": doc["_id"], "_version": doc["_version"],
-                                  "_seq_no": doc["_seq_no"], "_source": doc["_source"]}, ensure_ascii=False) + "\n")
+            line = {"_index": target, "_id": doc["_id"], "_version": doc["_version"], "_seq_no": doc["_seq_no"]}
+            if doc.get("_routing") is not None:
+                line["_routing"] = doc["_routing"]
+            line["_source"] = doc["_source"]
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
         n += 1
     return n
 
@@ -272,6 +275,8 @@ def _read_pairs(fh: IO[str], index: str | None) -> Any:
             meta = {"_index": target}
             if obj.get("_id") is not None:
                 meta["_id"] = obj["_id"]
+            if obj.get("_routing") is not None:
+                meta["routing"] = obj["_routing"]
             yield json.dumps({"index": meta}), json.dumps(obj["_source"], ensure_ascii=False)
         else:
             raise UsageError(f"not a bulk action or document line: {line[:120]!r}")

@@ -200,9 +200,10 @@ class IndexWriter:
     # ---------------------------------------------------------------------------------------- write ops
 
     def index(self, doc_id: str, source: dict[str, Any], *, op_type: str = "index",
-              if_seq_no: int | None = None, if_primary_term: int | None = None) -> OpResult:
+              if_seq_no: int | None = None, if_primary_term: int | None = None,
+              routing: str | None = None) -> OpResult:
         """Index one document; raises the typed error if it is rejected."""
-        (res,) = self.bulk([IndexOp(doc_id, source, op_type, if_seq_no, if_primary_term)])
+        (res,) = self.bulk([IndexOp(doc_id, source, op_type, if_seq_no, if_primary_term, routing)])
         if isinstance(res, ValidationError):
             raise res
         return res
@@ -306,7 +307,7 @@ class IndexWriter:
             if leaf is None:  # the segment was merged away between the lookup and the ref
                 return self.get(doc_id)
             record = leaf.stored_document(doc)
-            return GetResult(doc_id, int(record["_version"]), int(record["_seq_no"]), leaf.source(doc, record))
+            return GetResult.from_record(doc_id, record, leaf.source(doc, record))
         finally:
             reader.dec_ref()
 
@@ -322,7 +323,7 @@ class IndexWriter:
                     rows = [vector_to_json(dt, vecs[path]) for _, vecs in d.children if path in vecs]
                 suppliers[path] = (lambda rows=rows: iter(rows))
             source = inject_source(source, suppliers)
-        return GetResult(d.doc_id, d.version, d.seq_no, source)
+        return GetResult(d.doc_id, d.version, d.seq_no, source, routing=d.routing)
 
     # ---------------------------------------------------------------------------------------- refresh
 

@@ -30,6 +30,7 @@ _KNOWN: dict[str, Any] = {
     "index.number_of_replicas": 1,
     "index.refresh_interval": "1s",
     "index.max_result_window": 10000,
+    "index.max_inner_result_window": 100,
     "index.merge.policy.segments_per_tier": 10.0,
     "index.merge.policy.max_merge_at_once": 10,
     "index.merge.policy.max_merged_segment": "5gb",

@@ -17,8 +17,8 @@ IN_BUFFER: tuple[str, int] | None = None
 
 class VersionValue(NamedTuple):
     """``location`` is (segment, doc), or None while the doc is still in the RAM buffer. ``time`` (monotonic)
-    is when a delete's tombstone was made, for tombstone GC. A named tuple: the map holds one per changed id
-    and the garbage collector untracks tuples of plain values (see ``BufferedDoc``)."""
+    is when a delete's tombstone was made, for tombstone GC. A named tuple: two are made per indexed document
+    on the bulk path (see ``BufferedDoc``)."""
 
     version: int
     seq_no: int

@@ -92,7 +92,7 @@ class OpResolver:
                 seq_no += 1
                 version = cur.version + 1 if cur is not None else 1
                 doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors, p.doc_values,
-                                  tuple((c.path, c.vectors) for c in p.children))
+                                  tuple((c.path, c.vectors) for c in p.children), op.routing)
                 log_ops.append(doc.to_translog())
                 results.append(OpResult(doc_id, "updated" if exists else "created", version, seq_no))
                 apply.append(lambda doc=doc, cur=cur: self.apply_index(doc, cur))
@@ -154,7 +154,7 @@ class OpResolver:
             vectors = self._vectors(op.get("vectors") or {})
             children = tuple((path, self._vectors(vecs)) for path, vecs in (op.get("children") or []))
             self.apply_index(BufferedDoc(doc_id, op["seq_no"], op["version"], op.get("source"), vectors,
-                                         op.get("dv") or {}, children), cur)
+                                         op.get("dv") or {}, children, op.get("routing")), cur)
         elif op["op"] == "delete":
             self.apply_delete(doc_id, cur, op["version"], op["seq_no"])
         else:

@@ -48,6 +48,7 @@ class Mappings:
     no_doc_values: set[str] = field(default_factory=set)
     ignore_above: dict[str, int] = field(default_factory=dict)
     dynamic: str = "true"
+    routing_required: bool = False  # ``_routing: {"required": true}``: writes and GETs must name a routing
 
     @property
     def doc_value_fields(self) -> dict[str, tuple[str, str]]:
@@ -84,6 +85,13 @@ class Mappings:
         m.source_includes = tuple(src.get("includes") or ())
         m.source_excludes = tuple(src.get("excludes") or ())
         m.dynamic = str(body.get("dynamic", "true")).lower()
+        routing = body.get("_routing") or {}
+        if not isinstance(routing, Mapping):
+            raise MapperParsingError(f"[_routing] must be an object, got [{routing}]")
+        required = routing.get("required", False)
+        if required not in (True, False, "true", "false"):
+            raise MapperParsingError(f"Failed to parse value [{required}] as only [true] or [false] are allowed.")
+        m.routing_required = required in (True, "true")
         m._walk(body.get("properties") or {}, "", index_knn)
         return m
 

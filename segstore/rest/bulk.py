@@ -22,7 +22,8 @@ from typing import Any
 from segstore.errors import IllegalArgumentError, IndexNotFoundError, MapperParsingError, SegstoreError, ValidationError
 from segstore.index.operations import DeleteOp, IndexOp, OpResult
 from segstore.node import Node
-from segstore.rest.handlers_docs import apply_refresh, auto_id, fetch_source_requested, op_json, writer_for_write
+from segstore.rest.handlers_docs import (apply_refresh, auto_id, fetch_source_requested, op_json, require_routing,
+                                         writer_for_write)
 from segstore.rest.handlers_update import (UpdateSpec, apply_update, parse_update_body, update_messages,
                                            with_forced_refresh)
 from segstore.rest.response import RestRequest, RestResponse, render_error
@@ -120,8 +121,10 @@ def _parse_action(n: int, line: str | bytes, default_index: str | None) -> tuple
     return action, meta
 
 
-def parse_bulk(body: Any, default_index: str | None, default_fetch: SourceFilter | None = None) -> list[BulkItem]:
-    """The items, in order. Raises for a malformed action line or an unparsable update line."""
+def parse_bulk(body: Any, default_index: str | None, default_fetch: SourceFilter | None = None,
+               default_routing: str | None = None) -> list[BulkItem]:
+    """The items, in order. Raises for a malformed action line or an unparsable update line. An item without
+    ``routing`` takes the request's ``routing`` parameter (``BulkRequest#add``'s default routing)."""
     lines = _lines(body)
     items: list[BulkItem] = []
     i = 0
@@ -131,6 +134,8 @@ def parse_bulk(body: Any, default_index: str | None, default_fetch: SourceFilter
         if not line.strip():
             continue
         action, meta = _parse_action(i, line, default_index)
+        if default_routing is not None:
+            meta.setdefault("routing", default_routing)
         if action == "update" and ("version" in meta or "version_type" in meta):
             raise IllegalArgumentError("Update requests do not support versioning. Please use `if_seq_no` and "
                                        "`if_primary_term` instead")
@@ -146,7 +151,7 @@ def parse_bulk(body: Any, default_index: str | None, default_fetch: SourceFilter
                     body_obj = _json(raw)
                 except JsonSyntaxError as e:
                     raise e.as_cause() from None
-                spec = UpdateSpec(retry_on_conflict=meta.get("retry_on_conflict", 0))
+                spec = UpdateSpec(retry_on_conflict=meta.get("retry_on_conflict", 0), routing=meta.get("routing"))
                 spec.if_seq_no, spec.if_primary_term = cas_values(meta.get("if_seq_no"), meta.get("if_primary_term"))
                 spec.fetch = parse_source_param(meta["_source"]) if "_source" in meta else default_fetch
                 item.source = parse_update_body(body_obj, spec)
@@ -198,7 +203,7 @@ def bulk(node: Node, req: RestRequest) -> RestResponse:
         default_fetch = parse_source_param(req.param("_source"), req.param("_source_includes"),
                                            req.param("_source_excludes"))
     policy = refresh_policy(req)  # RestBulkAction reads refresh before the body
-    items = parse_bulk(req.body, req.path_params.get("index"), default_fetch)
+    items = parse_bulk(req.body, req.path_params.get("index"), default_fetch, req.param("routing"))
     _validate(items)
     # TransportBulkAction: auto-create the indices of every non-delete item before executing any item
     create_failed: dict[str, SegstoreError] = {}
@@ -241,11 +246,16 @@ def bulk(node: Node, req: RestRequest) -> RestResponse:
                 results[slot] = _item_error("update", index, doc_id, e)
             continue
         m = it.meta
+        doc_id = str(doc_id) if doc_id is not None else auto_id()
+        try:
+            require_routing(node.writer(index), index, doc_id, m.get("routing"))
+        except SegstoreError as e:
+            results[slot] = _item_error(it.action, index, doc_id, e)
+            continue
         if it.action == "delete":
-            op: IndexOp | DeleteOp = DeleteOp(str(doc_id), m["if_seq_no"], m["if_primary_term"])
+            op: IndexOp | DeleteOp = DeleteOp(doc_id, m["if_seq_no"], m["if_primary_term"])
         else:
-            op = IndexOp(str(doc_id) if doc_id is not None else auto_id(), it.source, m["op_type"],
-                         m["if_seq_no"], m["if_primary_term"])
+            op = IndexOp(doc_id, it.source, m["op_type"], m["if_seq_no"], m["if_primary_term"], m.get("routing"))
         pending.setdefault(index, []).append((slot, op))
     run_pending()
     for index in dict.fromkeys(str(it.index) for it in items):

@@ -11,8 +11,8 @@ import base64
 import os
 from typing import Any
 
-from segstore.errors import (IllegalArgumentError, IndexNotFoundError, MapperParsingError, ParseError, SegstoreError,
-                             ValidationError)
+from segstore.errors import (IllegalArgumentError, IndexNotFoundError, MapperParsingError, ParseError,
+                             RoutingMissingError, SegstoreError, ValidationError)
 from segstore.index.index_writer import IndexWriter
 from segstore.index.operations import GetResult, OpResult
 from segstore.node import Node
@@ -24,7 +24,7 @@ from segstore.search.searcher import IndexSearcher
 from segstore.search.source_filter import SourceFilter, parse_source_param
 
 __all__ = ["register", "auto_id", "writer_for_write", "op_json", "apply_refresh", "get_result", "get_json",
-           "fetch_source_requested"]
+           "fetch_source_requested", "require_routing"]
 
 _SHARDS = {"total": 2, "successful": 1, "failed": 0}
 _INDEX_PARAMS = "refresh routing timeout version version_type if_seq_no if_primary_term pipeline op_type " \
@@ -51,6 +51,13 @@ def writer_for_write(node: Node, name: str) -> IndexWriter:
             return node.create_index(name, None, None)
         except SegstoreError:
             return node.writer(name)
+
+
+def require_routing(w: IndexWriter, index: str, doc_id: str, routing: str | None) -> None:
+    """A mapping with ``_routing.required`` rejects a write or a GET that names no routing (OpenSearch checks it
+    on the coordinating node, before the shard: ``RoutingMissingException``, 400)."""
+    if routing is None and w.mappings.routing_required:
+        raise RoutingMissingError(index, doc_id)
 
 
 def op_json(index: str, res: OpResult, forced_refresh: bool = False) -> dict[str, Any]:
@@ -113,9 +120,12 @@ def _index(node: Node, req: RestRequest, op_type: str) -> RestResponse:
         raise validation_error(msgs)
     source = _source_body(req)
     w = writer_for_write(node, name)
+    doc_id = doc_id or auto_id()
+    routing = req.param("routing")
+    require_routing(w, name, doc_id, routing)
     try:
-        res = w.index(doc_id or auto_id(), source, op_type=op_type, if_seq_no=if_seq_no,
-                      if_primary_term=if_primary_term)
+        res = w.index(doc_id, source, op_type=op_type, if_seq_no=if_seq_no, if_primary_term=if_primary_term,
+                      routing=routing)
     except SegstoreError as e:
         raise with_shard(e, name, w.uuid) from None
     forced = apply_refresh(w, policy)
@@ -151,7 +161,7 @@ def get_result(node: Node, name: str, doc_id: str, *, realtime: bool = True, ref
         _, leaf_i, doc = hits[0]
         leaf = reader.leaves[leaf_i]
         rec = leaf.stored_document(doc)
-        return GetResult(doc_id, int(rec["_version"]), int(rec["_seq_no"]), leaf.source(doc, rec))
+        return GetResult.from_record(doc_id, rec, leaf.source(doc, rec))
     finally:
         reader.close()
 
@@ -160,7 +170,10 @@ def get_json(name: str, doc_id: str, got: GetResult | None, sf: SourceFilter) ->
     if got is None:
         return {"_index": name, "_id": doc_id, "found": False}
     body: dict[str, Any] = {"_index": name, "_id": doc_id, "_version": got.version, "_seq_no": got.seq_no,
-                            "_primary_term": got.primary_term, "found": True}
+                            "_primary_term": got.primary_term}
+    if got.routing is not None:  # a meta field: between the term and ``found`` (GetResult#toXContentEmbedded)
+        body["_routing"] = got.routing
+    body["found"] = True
     if sf.fetch and got.source is not None:
         body["_source"] = sf.apply(got.source)
     return body
@@ -181,6 +194,7 @@ def get_doc(node: Node, req: RestRequest) -> RestResponse:
     name, doc_id = req.path_params["index"], req.path_params["id"]
     sf = _url_source_filter(req)
     expected = read_version(req)
+    require_routing(node.writer(name), name, doc_id, req.param("routing"))
     got = get_result(node, name, doc_id, realtime=req.bool_param("realtime", True), refresh=req.bool_param("refresh"))
     if got is not None and expected is not None and got.version != expected:
         raise with_shard(read_conflict(doc_id, got.version, expected), name, node.writer(name).uuid)
@@ -200,6 +214,7 @@ def delete_doc(node: Node, req: RestRequest) -> RestResponse:
     if msgs:
         raise validation_error(msgs)
     w = node.writer(name)
+    require_routing(w, name, doc_id, req.param("routing"))
     try:
         res = w.delete(doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
     except SegstoreError as e:

@@ -11,7 +11,7 @@ from typing import Any
 
 from segstore.errors import IllegalArgumentError, ParseError, SegstoreError
 from segstore.node import Node
-from segstore.rest.handlers_docs import fetch_source_requested, get_json, get_result
+from segstore.rest.handlers_docs import fetch_source_requested, get_json, get_result, require_routing
 from segstore.rest.response import RestRequest, RestResponse, error_response
 from segstore.rest.router import Router, json_body
 from segstore.rest.validation import read_conflict, token_name, validation_error, with_shard
@@ -29,6 +29,7 @@ class _Item:
     doc_id: str | None
     source: SourceFilter | None = None  # None: the URL's source parameters
     version: int | None = None
+    routing: str | None = None
 
 
 def _text(value: Any) -> str:
@@ -78,7 +79,9 @@ def _parse_doc(spec: Any, default_index: str | None) -> _Item:
         elif key == "version_type":
             if value not in ("internal", "external", "external_gte"):
                 raise IllegalArgumentError(f"No version type match [{value}]")
-        elif key not in ("routing", "stored_fields"):
+        elif key == "routing":
+            item.routing = _text(value)
+        elif key != "stored_fields":
             raise ParseError(f"failed to parse multi get request. unknown field [{key}]")
     return item
 
@@ -122,6 +125,8 @@ def mget(node: Node, req: RestRequest) -> RestResponse:
     for item in items:
         name, doc_id = str(item.index), str(item.doc_id)
         try:
+            require_routing(node.writer(name), name, doc_id,
+                            item.routing if item.routing is not None else req.param("routing"))
             got = get_result(node, name, doc_id, realtime=realtime, refresh=refresh and name not in refreshed)
             refreshed.add(name)
             if got is not None and item.version is not None and got.version != item.version:

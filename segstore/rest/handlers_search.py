@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from segstore.errors import IllegalArgumentError, ValidationError
+from segstore.errors import IllegalArgumentError, RoutingMissingError, ValidationError
 from segstore.index.operations import IndexOp
 from segstore.node import Node
 from segstore.rest.handlers_docs import writer_for_write
 from segstore.rest.handlers_indices import targets
-from segstore.rest.response import RestRequest, RestResponse
+from segstore.rest.response import RestRequest, RestResponse, render_error
 from segstore.rest.router import Router, json_body
 from segstore.rest.search_phase import Shard, run_query_phase, shards_json
 from segstore.rest.validation import int_param, token_name
@@ -116,6 +116,9 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     hits_total: Any = {"value": total, "relation": "eq"}
     if req.bool_param("rest_total_hits_as_int"):
         hits_total = total
+        for h in hits_json:  # the parameter renders every SearchHits, inner hits included
+            for inner in h.get("inner_hits", {}).values():
+                inner["hits"]["total"] = inner["hits"]["total"]["value"]
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
                               "_shards": shards_json(len(shards), failures),
                               "hits": {"total": hits_total, "max_score": max_score, "hits": hits_json}})
@@ -160,6 +163,9 @@ def reindex(node: Node, req: RestRequest) -> RestResponse:
     max_docs = body.get("max_docs", body.get("size"))
     op_type = dest.get("op_type", "index")
     sf = parse_source_param(src.get("_source"))
+    routing_spec = dest.get("routing", "keep")
+    if not (routing_spec in ("keep", "discard") or str(routing_spec).startswith("=")):
+        raise IllegalArgumentError("Unsupported routing command")
     refresh = req.bool_param("refresh")
     searchers = [s.searcher for s in _searchers(node, src["index"] if isinstance(src["index"], str)
                                                  else ",".join(src["index"]))]
@@ -194,7 +200,15 @@ def reindex(node: Node, req: RestRequest) -> RestResponse:
                 leaf = s.reader.leaves[leaf_i]
                 rec = leaf.stored_document(doc)
                 source = leaf.source(doc, rec)
-                ops.append(IndexOp(rec["_id"], sf.apply(source or {}), op_type))
+                # dest.routing: "keep" the source document's routing (the default), "discard" it, or "=<value>"
+                routing = (rec.get("_routing") if routing_spec == "keep" else None if routing_spec == "discard"
+                           else str(routing_spec)[1:])
+                if routing is None and w.mappings.routing_required:
+                    e = RoutingMissingError(dest["index"], rec["_id"])
+                    failures.append({"index": dest["index"], "id": rec["_id"], "cause": render_error(e),
+                                     "status": e.status})
+                else:
+                    ops.append(IndexOp(rec["_id"], sf.apply(source or {}), op_type, routing=routing))
                 done += 1
                 if len(ops) >= 500:
                     flush_ops()

@@ -17,7 +17,8 @@ from segstore.errors import (DocumentMissingError, IllegalArgumentError, Segstor
                              VersionConflictError)
 from segstore.index.index_writer import IndexWriter
 from segstore.node import Node
-from segstore.rest.handlers_docs import apply_refresh, fetch_source_requested, op_json, writer_for_write
+from segstore.rest.handlers_docs import (apply_refresh, fetch_source_requested, op_json, require_routing,
+                                         writer_for_write)
 from segstore.rest.response import RestRequest, RestResponse
 from segstore.rest.router import Router, json_body
 from segstore.rest.validation import (cas_messages, cas_params, id_messages, int_param, refresh_policy, token_name,
@@ -42,6 +43,7 @@ class UpdateSpec:
     if_seq_no: int | None = None
     if_primary_term: int | None = None
     retry_on_conflict: int = 0
+    routing: str | None = None  # None: an update keeps the document's routing (UpdateHelper#calculateRouting)
 
 
 def _parse_error(msg: str) -> ValidationError:
@@ -122,7 +124,7 @@ def _update_once(w: IndexWriter, name: str, doc_id: str, spec: UpdateSpec) -> tu
         new = spec.doc if spec.doc_as_upsert else spec.upsert
         if new is None:
             raise DocumentMissingError(f"[{doc_id}]: document missing")
-        res = w.index(doc_id, new, op_type="create")
+        res = w.index(doc_id, new, op_type="create", routing=spec.routing)
         out = op_json(name, res)
         get = _get_section(spec, res.seq_no, res.primary_term, new)
         return res.status, {**out, "get": get} if get else out, True
@@ -140,7 +142,8 @@ def _update_once(w: IndexWriter, name: str, doc_id: str, spec: UpdateSpec) -> tu
                "_primary_term": cur.primary_term}
         get = _get_section(spec, cur.seq_no, cur.primary_term, new)
         return 200, {**out, "get": get} if get else out, False
-    res = w.index(doc_id, new, if_seq_no=cur.seq_no, if_primary_term=cur.primary_term)
+    res = w.index(doc_id, new, if_seq_no=cur.seq_no, if_primary_term=cur.primary_term,
+                  routing=spec.routing if spec.routing is not None else cur.routing)
     get = _get_section(spec, res.seq_no, res.primary_term, new)
     out = op_json(name, res)
     return 200, {**out, "get": get} if get else out, True
@@ -148,6 +151,7 @@ def _update_once(w: IndexWriter, name: str, doc_id: str, spec: UpdateSpec) -> tu
 
 def apply_update(w: IndexWriter, name: str, doc_id: str, spec: UpdateSpec) -> tuple[int, dict[str, Any], bool]:
     """``(status, response body, wrote)``; raises the item's error (with its shard metadata)."""
+    require_routing(w, name, doc_id, spec.routing)
     attempt = 0
     while True:
         try:
@@ -177,6 +181,7 @@ def update_doc(node: Node, req: RestRequest) -> RestResponse:
         spec.fetch = parse_source_param(req.param("_source"), req.param("_source_includes"),
                                         req.param("_source_excludes"))
     spec.retry_on_conflict = int_param(req, "retry_on_conflict") or 0
+    spec.routing = req.param("routing")
     if req.param("version") is not None or req.param("version_type") is not None:
         raise validation_error(["internal versioning can not be used for optimistic concurrency control. Please use "
                                 "`if_seq_no` and `if_primary_term` instead"])

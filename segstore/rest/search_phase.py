@@ -25,6 +25,7 @@ from typing import Any
 from segstore.errors import IllegalArgumentError, SegstoreError, ValidationError
 from segstore.node import Node
 from segstore.rest.response import render_error
+from segstore.search.inner_hits import DEFAULT_MAX_INNER_WINDOW
 from segstore.search.query_dsl import ParsedQuery
 from segstore.search.searcher import Hit, IndexSearcher
 
@@ -94,6 +95,22 @@ def _window_error(shard: Shard, window: int) -> IllegalArgumentError | None:
         "changing the [index.max_result_window] index level setting.")
 
 
+def _inner_window_error(shard: Shard, pq: ParsedQuery) -> IllegalArgumentError | None:
+    """``InnerHitContextBuilder#build``: the inner hits' ``from + size`` against ``index.max_inner_result_window``.
+    The message names the inner hit definition's own ``name``, which is ``null`` when it has none."""
+    spec = pq.knn.nested.inner_hits if pq.knn is not None and pq.knn.nested is not None else None
+    if spec is None:
+        return None
+    limit = int(shard.searcher.settings.get("index.max_inner_result_window") or DEFAULT_MAX_INNER_WINDOW)
+    window = spec.from_ + spec.size
+    if window <= limit:
+        return None
+    return IllegalArgumentError(
+        f"Inner result window is too large, the inner hit definition's [{'null' if spec.name is None else spec.name}]'s from + size must be less "
+        f"than or equal to: [{limit}] but was [{window}]. This limit can be set by changing the "
+        "[index.max_inner_result_window] index level setting.")
+
+
 def run_query_phase(node: Node, shards: list[Shard], parsed: list[ParsedQuery], window: int | None,
                     allow_partial: bool = True) -> tuple[list[tuple[int, int, list[Hit]]], list[ShardFailure]]:
     """``[(shard number, total, hits)]`` of the shards that succeeded, and the failures. Raises when every
@@ -103,6 +120,7 @@ def run_query_phase(node: Node, shards: list[Shard], parsed: list[ParsedQuery], 
     nid = node_id(node)
     for si, (shard, pq) in enumerate(zip(shards, parsed)):
         err = _window_error(shard, window) if window is not None else None
+        err = err or _inner_window_error(shard, pq)
         if err is not None:
             failures.append(ShardFailure(shard.index, nid, err, wrapped=False))
             continue

@@ -160,34 +160,15 @@ def _leaf_candidates(
     return values.ord_to_doc[ords].astype(np.int64), s
 
 
-def _best_per_parent(leaf: SegmentReader, docs: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Parents of child ``docs``, each scored by its best child, best first."""
-    parents = leaf.parents(docs)
-    order = np.lexsort((docs, -s))
-    uniq, first = np.unique(parents[order], return_index=True)
-    best = order[first]
-    by_score = np.lexsort((parents[best], -s[best]))
-    return parents[best][by_score], s[best][by_score]
-
-
 def _nested_candidates(leaf: SegmentReader, values: VectorValues, space: str, query: np.ndarray, k: int,
                        ef_search: int, allowed: np.ndarray | None, n_allowed: int
                        ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Top k parents of a nested field, each scored by its best child (OpenSearch's nested k-NN)."""
-    graph = None if n_allowed <= EXACT_SEARCH_MAX_VECTORS else leaf.graph(values.field)
-    ords: np.ndarray | None = None
-    if graph is not None:
-        # Over-fetch children so that k distinct parents survive the grouping; exact search otherwise.
-        k2 = min(n_allowed, max(4 * k, 100))
-        found = graph.search(query[None, :], k2, max(ef_search, k2), accept=allowed)[0][0]
-        parents = leaf.parents(values.ord_to_doc[found])
-        if np.unique(parents).shape[0] >= k or k2 == n_allowed:
-            ords = found
-    if ords is None:
-        ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
-    s = exact_scores(space, values.vectors[ords], query)
-    parents, best = _best_per_parent(leaf, values.ord_to_doc[ords].astype(np.int64), s)
-    return parents[:k], best[:k]
+    """Top k parents of a nested field, each scored by its best child (OpenSearch's nested k-NN; the search
+    itself lives in :mod:`segstore.search.nested_knn`, which also serves ``nested`` queries and inner hits)."""
+    from segstore.search.nested_knn import best_children  # noqa: PLC0415 - nested_knn builds on this module
+
+    docs, s = best_children(leaf, values, space, query, k, ef_search, allowed, n_allowed)
+    return leaf.parents(docs), s
 
 
 def knn_search(

@@ -22,7 +22,7 @@ from segstore.search.rescore import RescoreContext, first_pass_k
 from segstore.search.similarity import raw_scores, score_from_raw
 from segstore.search.similarity import scores as exact_scores
 
-__all__ = ["quantized_knn_search", "first_pass_scores"]
+__all__ = ["quantized_knn_search", "first_pass_scores", "graph_query"]
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -43,7 +43,8 @@ def first_pass_scores(qv: object, space: str, ords: np.ndarray, query: np.ndarra
     return score_from_raw(space, raw_scores(space, decoded, state.prepare(query)[0] if state.normalize else query))
 
 
-def _graph_query(qv: object, query: np.ndarray) -> np.ndarray:
+def graph_query(qv: object, query: np.ndarray) -> np.ndarray:
+    """The query as the graph over the codes takes it (packed bits, 7-bit codes or the prepared floats)."""
     state = qv.state  # type: ignore[attr-defined]
     if state.kind == "binary":
         return state.encode(query)
@@ -80,7 +81,7 @@ def _segment(leaf: SegmentReader, field: str, query: np.ndarray, per_seg: int, e
     if graph is None:
         ords = np.arange(values.size) if allowed is None else np.flatnonzero(allowed)
     else:
-        ords = graph.search(_graph_query(qv, query) if qv is not None else query[None, :], per_seg,
+        ords = graph.search(graph_query(qv, query) if qv is not None else query[None, :], per_seg,
                             max(ef, per_seg), accept=allowed)[0][0]
     if qv is None:  # a segment without quantization (e.g. written before): its scores are exact
         s = exact_scores(fi.vector_space_type, values.vectors[ords], query)

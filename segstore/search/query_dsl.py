@@ -2,11 +2,12 @@
 
 Supported: ``match_all``, ``match_none``, ``knn``, ``ids``, ``term``, ``terms``, ``match`` (any analysed
 token present, case-insensitive), ``range``, ``exists``, ``bool`` (``must``/``filter``/``should``/``must_not``,
-``minimum_should_match``). Every clause compiles to a :class:`Filter` that yields a boolean mask over a
-segment's doc ids. ``term``/``terms``/``range``/``exists`` on keyword, numeric, date and boolean fields use
-the segment's doc values (numpy, no per-document work); other clauses (``ids``, ``match`` on text) read the
-stored ``_source`` of each live document. Non-kNN queries score 1.0 (0.0 for a ``bool`` made only of
-filters); segstore has no BM25.
+``minimum_should_match``), and ``nested`` around a ``knn`` query on a field of that nested path (with
+``score_mode`` and ``inner_hits``: :mod:`segstore.search.nested_query`). Every clause compiles to a
+:class:`Filter` that yields a boolean mask over a segment's doc ids. ``term``/``terms``/``range``/``exists`` on
+keyword, numeric, date and boolean fields use the segment's doc values (numpy, no per-document work); other
+clauses (``ids``, ``match`` on text) read the stored ``_source`` of each live document. Non-kNN queries score
+1.0 (0.0 for a ``bool`` made only of filters); segstore has no BM25.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import msgpack
 import numpy as np
 
 from segstore.errors import IllegalArgumentError, ValidationError
+from segstore.search.nested_query import NestedClause, parse_nested
 
 if TYPE_CHECKING:
     from segstore.index.segment_reader import SegmentReader
 
-__all__ = ["ParsedQuery", "KnnClause", "Filter", "parse_query", "get_path", "ParsingError"]
+__all__ = ["ParsedQuery", "KnnClause", "NestedClause", "Filter", "parse_query", "get_path", "ParsingError"]
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -156,6 +158,7 @@ class KnnClause:
     method_parameters: dict[str, Any] | None
     rescore: Any = None
     expand_nested_docs: bool | None = None
+    nested: NestedClause | None = None  # set when the knn query sits inside a ``nested`` query
 
 
 @dataclass
@@ -253,6 +256,8 @@ def _compile(q: Any, dv: frozenset[str]) -> tuple[Filter | None, KnnClause | Non
         return DocValuesFilter(field, "range", ops, in_range, field in dv), None
     if kind == "bool":
         return _compile_bool(spec, dv)
+    if kind == "nested":
+        return None, parse_nested(spec, lambda inner: _compile(inner, dv))
     raise ParsingError(f"unknown query [{kind}]")
 
 

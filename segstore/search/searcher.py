@@ -12,16 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from segstore.errors import IllegalArgumentError
+from segstore.errors import IllegalArgumentError, ValidationError
 from segstore.index.directory_reader import DirectoryReader
 from segstore.index.segment_reader import SegmentReader
 from segstore.index.settings import IndexSettings
 from segstore.mapping.document_parser import _encode, _validate_one
 from segstore.mapping.mappings import Mappings
 from segstore.floats import shortest_float32
+from segstore.search.inner_hits import InnerHitsContext
 from segstore.search.knn_query import knn_search, radial_search
+from segstore.search.nested_knn import nested_knn_search
+from segstore.search.nested_quantized import nested_quantized_knn_search
+from segstore.search.nested_query import NestedClause
 from segstore.search.quantized import quantized_knn_search
-from segstore.search.rescore import resolve_rescore
+from segstore.search.rescore import RescoreContext, resolve_rescore
 from segstore.search.similarity import scores as exact_scores
 from segstore.search.query_dsl import Filter, KnnClause, ParsedQuery, parse_query
 from segstore.search.source_filter import SourceFilter
@@ -39,6 +43,7 @@ class IndexSearcher:
         self.reader = reader
         self.mappings = mappings
         self.settings = settings
+        self.inner_hits: InnerHitsContext | None = None  # set by a ``nested`` query with ``inner_hits``
 
     def parse(self, query: Any) -> ParsedQuery:
         return parse_query(query, set(self.mappings.doc_value_fields))
@@ -68,7 +73,21 @@ class IndexSearcher:
             return mask
         return accept
 
+    def _nested_path_mapped(self, clause: NestedClause) -> bool:
+        """``NestedQueryBuilder#doToQuery``'s checks of the path (False: unmapped and ``ignore_unmapped``)."""
+        if clause.path in self.mappings.nested_paths:
+            return True
+        if clause.path in self.mappings.object_paths:
+            raise ValidationError(f"[nested] nested object under path [{clause.path}] is not of nested type",
+                                  "illegal_state_exception")
+        if clause.ignore_unmapped:
+            return False
+        raise ValidationError(f"[nested] failed to find nested object under path [{clause.path}]",
+                              "illegal_state_exception")
+
     def _knn(self, knn: KnnClause, outer: Filter | None) -> tuple[int, list[Hit]]:
+        if knn.nested is not None and not self._nested_path_mapped(knn.nested):
+            return 0, []
         fm = self.mappings.vector_fields.get(knn.field)
         if fm is None:
             if knn.field in self.mappings.leaf_types:
@@ -80,7 +99,12 @@ class IndexSearcher:
             raise IllegalArgumentError(f"Field '{knn.field}' is not built for ANN search.")
         fm.require_dimension()  # a model field whose model is not created has no engine/method yet
         assert fm.engine is not None and fm.method is not None
-        if knn.expand_nested_docs and self.mappings.nested_scope(knn.field) is None:
+        scope = self.mappings.nested_scope(knn.field)
+        if knn.nested is not None and scope != knn.nested.path:
+            # the inner query is restricted to the path's children (NestedHelper#mightMatchNonNestedDocs): a
+            # field of another scope matches none of them
+            return 0, []
+        if knn.expand_nested_docs and scope is None:
             raise IllegalArgumentError("Invalid value provided for the [expand_nested_docs] field. "
                                        "[expand_nested_docs] is only supported with a nested field.")
         radial = knn.max_distance is not None or knn.min_score is not None
@@ -99,6 +123,8 @@ class IndexSearcher:
         accept = self._masker(filters) if filters else None
         if radial and fm.encoder is not None and fm.encoder.get("name") == "binary":
             raise IllegalArgumentError("Radial search is not supported for indices which have quantization enabled")
+        if radial and scope is not None:
+            raise IllegalArgumentError("segstore does not support radial search on fields inside nested objects")
         if radial:
             if fm.engine == "nmslib":
                 raise IllegalArgumentError("Engine [NMSLIB] does not support radial search")
@@ -121,18 +147,15 @@ class IndexSearcher:
             threshold = self.settings.get("index.knn.advanced.filtered_exact_search_threshold")
             threshold = int(threshold) if threshold is not None else None
             pre = self._masker([knn.filter]) if knn.filter is not None else None
+            if scope is not None:
+                return self._nested_knn(knn, fm, q, max(ef, knn.k), pre, outer)
             if fm.encoder is not None and fm.data_type == "float":
-                ctx = resolve_rescore(
-                    knn.rescore, mode_typed=fm.mode if fm.user_mode else None, compression=fm.compression_level,
-                    dimension=int(fm.dimension or 0),
-                    shard_level_rescoring_disabled=str(self.settings.get(
-                        "index.knn.disk.vector.shard_level_rescoring_disabled")).lower() == "true")
+                ctx = self._rescore_context(knn, fm)
                 top = quantized_knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), ctx, pre, threshold)
             else:
                 nprobes = (knn.nprobes or fm.nprobes) if fm.method == "ivf" else None
                 top = knn_search(self.reader, knn.field, q, knn.k, max(ef, knn.k), pre, threshold,
-                                 per_segment=fm.engine != "lucene", nprobes=nprobes,
-                                 nested=self.mappings.nested_scope(knn.field) is not None)
+                                 per_segment=fm.engine != "lucene", nprobes=nprobes)
             if outer is not None:
                 # Clauses next to a knn query filter its results afterwards (post-filtering, as OpenSearch).
                 post = self._masker([outer])
@@ -145,6 +168,42 @@ class IndexSearcher:
         else:
             hits = [(sd.score, sd.leaf, sd.doc) for sd in top.score_docs]
         return top.total_hits, hits
+
+    def _rescore_context(self, knn: KnnClause, fm: Any) -> RescoreContext | None:
+        return resolve_rescore(
+            knn.rescore, mode_typed=fm.mode if fm.user_mode else None, compression=fm.compression_level,
+            dimension=int(fm.dimension or 0),
+            shard_level_rescoring_disabled=str(self.settings.get(
+                "index.knn.disk.vector.shard_level_rescoring_disabled")).lower() == "true")
+
+    def _nested_knn(self, knn: KnnClause, fm: Any, q: np.ndarray, ef: int, pre: Any,
+                    outer: Filter | None) -> tuple[int, list[Hit]]:
+        """A knn query on a field inside nested objects (:mod:`segstore.search.nested_knn`). Without a
+        ``nested`` wrapper (a segstore extension: OpenSearch matches no root then), roots take their best
+        child's score and there are no inner hits."""
+        assert knn.k is not None
+        clause = knn.nested
+        mode = clause.score_mode if clause is not None else "max"
+        expand = bool(knn.expand_nested_docs)
+        boosts = {"child_boost": knn.boost, "parent_boost": clause.boost if clause is not None else 1.0}
+        if fm.encoder is not None and fm.data_type == "float":
+            # Lucene skips rescoring when it expands nested docs (vector-semantics.md §3.4)
+            ctx = None if expand and fm.engine == "lucene" else self._rescore_context(knn, fm)
+            top = nested_quantized_knn_search(self.reader, knn.field, q, knn.k, ef, ctx, pre, expand=expand,
+                                              score_mode=mode, **boosts)
+        else:
+            top = nested_knn_search(self.reader, knn.field, q, knn.k, ef, pre, per_segment=fm.engine != "lucene",
+                                    expand=expand, score_mode=mode,
+                                    nprobes=(knn.nprobes or fm.nprobes) if fm.method == "ivf" else None, **boosts)
+        docs = top.score_docs
+        total = top.total_hits
+        if outer is not None:  # clauses next to the query filter its roots afterwards, as for flat fields
+            post = self._masker([outer])
+            docs = [sd for sd in docs if post(self.reader.leaves[sd.leaf])[sd.doc]]
+            total = len(docs)
+        if clause is not None and clause.inner_hits is not None:
+            self.inner_hits = InnerHitsContext(clause.inner_hits, clause.path, top.children, self.mappings)
+        return total, [(sd.score, sd.leaf, sd.doc) for sd in docs]
 
     def _script_score(self, sc: Any) -> tuple[int, list[Hit]]:
         """Exact ``knn_score`` over the inner query's live hits (the way to search a flat field).
@@ -174,7 +233,9 @@ class IndexSearcher:
         return len(parts), parts
 
     def hits(self, pq: ParsedQuery) -> tuple[int, list[Hit]]:
-        """(total, [(score, leaf, doc)]) for the query, best first (all matches for non-kNN queries)."""
+        """(total, [(score, leaf, doc)]) for the query, best first (all matches for non-kNN queries). A
+        ``nested`` query with ``inner_hits`` leaves them in :attr:`inner_hits` for :meth:`hit_json`."""
+        self.inner_hits = None
         if pq.script is not None:
             return self._script_score(pq.script)
         if pq.knn is not None:
@@ -194,8 +255,14 @@ class IndexSearcher:
         leaf = self.reader.leaves[leaf_i]
         rec = leaf.stored_document(doc)
         hit: dict[str, Any] = {"_index": self.index, "_id": rec["_id"], "_score": score}
-        if sf.fetch:
-            source = leaf.source(doc, rec)
-            if source is not None:
-                hit["_source"] = sf.apply(source)
+        if "_routing" in rec:  # a meta field, rendered after the score (SearchHit#toInnerXContent)
+            hit["_routing"] = rec["_routing"]
+        inner = self.inner_hits
+        source = None
+        if sf.fetch or (inner is not None and inner.needs_source()):
+            source = leaf.source(doc, rec)  # vectors injected once, for the hit and its inner hits
+        if sf.fetch and source is not None:
+            hit["_source"] = sf.apply(source)
+        if inner is not None:
+            hit["inner_hits"] = inner.render(self.index, leaf, leaf_i, doc, rec["_id"], source)
         return hit

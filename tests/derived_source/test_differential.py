@@ -5,7 +5,8 @@ one with ``index.knn.derived_source.enabled: false``, receive the same random op
 binary vectors at the top level, in objects and in nested documents (nested inside nested inside nested, and
 object <-> nested mixes), ~10% missing fields and ~3% nulls; bulk index, partial update (``_update`` with
 ``doc``), replace, set to ``{}``, delete; force merge to 10 then 1 segment; a restart that replays the
-translog (the writers are closed without a commit); reindex both ways.
+translog (the writers are closed without a commit); reindex both ways; nested k-NN queries with inner hits
+(every nesting level, with and without ``expand_nested_docs``).
 
 After every step every document is compared, from GET and from a ``match_all`` search: the parsed
 ``_source`` (and ``_version``) must be equal across the indices and equal to a model of what was written.
@@ -212,6 +213,31 @@ def masked(node: Any, prefix: str = "") -> Any:
     return node
 
 
+def nested_hits(client: Any, index: str, body: dict[str, Any], path: str) -> dict[str, Any]:
+    """``id -> (score, [(nested identity, score, _source)])`` of a nested query with inner hits."""
+    hits = client.search(index=index, body=body)["hits"]["hits"]
+    out = {}
+    for x in hits:
+        inner = x["inner_hits"][path]["hits"]
+        assert inner["total"]["value"] == len(inner["hits"]) >= 1
+        out[x["_id"]] = (x["_score"], [(x2["_nested"], x2["_score"], x2["_source"]) for x2 in inner["hits"]])
+    return out
+
+
+def model_object(doc: dict[str, Any], identity: dict[str, Any]) -> Any:
+    """The nested object of ``doc`` at a hit's ``_nested`` identity (offsets count objects: null and
+    non-object elements make no child)."""
+    node: Any = doc
+    ident: dict[str, Any] | None = identity
+    while ident is not None:
+        for part in ident["field"].split("."):
+            node = node[part]
+        objects = [x for x in (node if isinstance(node, list) else [node]) if isinstance(x, dict)]
+        node = objects[ident["offset"]]
+        ident = ident.get("_nested")
+    return node
+
+
 class Harness:
     def __init__(self, data: str, gen: Gen) -> None:
         self.data = data
@@ -370,6 +396,22 @@ def test_derived_and_plain_indices_stay_equal(tmp_path: Any) -> None:
             assert got[0] == got[1] == got[2] == got[3], variant
             if variant is False:
                 assert all(v is None for v in got[0].values())
+
+        # 7. nested k-NN with inner hits: equal on every index, and each inner hit's _source is the model's
+        #    object at its _nested position (real vectors, never the mask)
+        for path, field, kind in (("n1", "n1.f_vec", "float"), ("n1", "n1.bin_vec", "binary"),
+                                  ("n1.n2", "n1.n2.b_vec", "byte"), ("n1.n2.n3", "n1.n2.n3.f_vec", "float"),
+                                  ("obj.n_in_obj", "obj.n_in_obj.f_vec", "float")):
+            for expand, mode in ((False, "avg"), (True, "max"), (True, "avg")):
+                body = {"size": 1000, "_source": False, "query": {"nested": {
+                    "path": path, "score_mode": mode, "inner_hits": {"size": 100},
+                    "query": {"knn": {field: {"vector": gen.vector(kind), "k": 300, "expand_nested_docs": expand}}}}}}
+                got = [nested_hits(h.client, i, body, path) for i in (ON, OFF, r_plain, r_derived)]
+                assert got[0] == got[1] == got[2] == got[3], (field, expand, mode)
+                assert got[0], (field, "no hits")
+                for doc_id, (_, inner) in got[0].items():
+                    for identity, _, source in inner:
+                        assert source == model_object(h.model[doc_id], identity), (field, doc_id, identity)
     finally:
         h.client.close()
     print("sizes (stored, segment files) derived vs plain:", h.sizes)

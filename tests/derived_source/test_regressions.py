@@ -176,17 +176,46 @@ def test_2852_meta_fields_survive_next_to_the_derived_source(client: Any, name: 
     assert hit["_source"] == {"v": [3.5, 4.5]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the routing parameter is accepted but never stored: GET and search hits lack `_routing` (OpenSearch "
-    "returns it, derived source or not). segstore/rest/handlers_docs.py _index and bulk.py drop `routing`; "
-    "BufferedDoc.stored_record() has no `_routing` field. Fix: store `_routing` in the record, render it "
-    "in GET / mget / hits."))
 def test_2852_routing_is_returned(client: Any, name: str) -> None:
-    create(client, name, {"properties": {"v": vfield(2)}})
-    client.index(index=name, id="a", body={"v": [1.5, 2.5]}, routing="r1", refresh=True)
+    """#2852/#2925 (``testMetaFields*``): ``_routing`` next to ``_id`` and ``_score`` in hits of a derived index."""
+    m = {"properties": {"v": vfield(2), "n": {"type": "nested", "properties": {"w": vfield(2)}}}}
+    create(client, name, m)
+    doc = {"v": [1.5, 2.5], "n": [{"w": [3.5, 4.5]}]}
+    client.index(index=name, id="a", body=doc, routing="r1", refresh=True)
     assert client.get(index=name, id="a", routing="r1")["_routing"] == "r1"
     hit = client.search(index=name, body={"query": {"match_all": {}}})["hits"]["hits"][0]
-    assert hit["_routing"] == "r1" and hit["_source"] == {"v": [1.5, 2.5]}
+    assert hit == {"_index": name, "_id": "a", "_score": 1.0, "_routing": "r1", "_source": doc}
+    hit = client.search(index=name, body={"query": {"knn": {"n.w": {"vector": [3.5, 4.5], "k": 1}}}})
+    assert hit["hits"]["hits"] == [{"_index": name, "_id": "a", "_score": 1.0, "_routing": "r1", "_source": doc}]
+    assert stored(client, name)["a"] == {"v": 1, "n": [{"w": 1}]}
+
+
+def test_2852_routing_survives_translog_replay_and_restart(tmp_path: Any) -> None:
+    """``_routing`` is in the translog operation (a crash replays it) and in the stored record (a restart
+    reads it from the segment); documents written without routing have none after both."""
+    c = segstore.connect(tmp_path / "data")
+    c.indices.create(index="t", body={"settings": {**KNN, "index.refresh_interval": "-1"},
+                                      "mappings": {"properties": {"v": vfield(2)}}})
+    c.index(index="t", id="committed", body={"v": [0.5, 0.5]}, routing="c1")
+    c.indices.flush(index="t")
+    c.index(index="t", id="logged", body={"v": [1.5, 1.5]}, routing="l1")
+    c.index(index="t", id="plain", body={"v": [2.5, 2.5]})
+    c = crash_and_reopen(c)
+    try:
+        assert writer(c, "t").replayed_ops == 2
+        want = {"committed": "c1", "logged": "l1", "plain": None}
+        assert {i: c.get(index="t", id=i).get("_routing") for i in want} == want
+        c.indices.refresh(index="t")
+        hits = c.search(index="t", body={"query": {"match_all": {}}})["hits"]["hits"]
+        assert {h["_id"]: h.get("_routing") for h in hits} == want
+    finally:
+        c.close()
+    c = segstore.connect(tmp_path / "data")  # a clean restart: everything is read back from segments
+    try:
+        assert writer(c, "t").replayed_ops == 0
+        assert {i: c.get(index="t", id=i).get("_routing") for i in want} == want
+    finally:
+        c.close()
 
 
 def test_2880_rejected_documents_fail_alike_and_leave_the_index_healthy(client: Any, name: str) -> None:
@@ -256,8 +285,8 @@ def test_3268_3313_mixed_case_field_names(client: Any, name: str) -> None:
 
 
 def test_3303_request_excludes_never_return_the_mask(client: Any, name: str) -> None:
-    """#3303: excluding a vector in the request left ``1`` where another part of the response needed it.
-    segstore has no ``inner_hits``; every hit's ``_source`` is decided by the final filter."""
+    """#3303/#3446: excluding a vector in the request left ``1`` where another part of the response needed it:
+    inner hits returned the mask. Every hit's ``_source`` is decided by its final filter, inner hits by theirs."""
     m = {"properties": {"v": vfield(2), "n": {"type": "nested", "properties": {"v": vfield(2),
                                                                                 "t": {"type": "keyword"}}}}}
     create(client, name, m)
@@ -274,6 +303,13 @@ def test_3303_request_excludes_never_return_the_mask(client: Any, name: str) -> 
         got = search_sources(client, name, {**knn, "_source": sf})
         assert got == {"1": want}, label
         assert_no_mask(got["1"], ["v", "n.v"])
+    nested = {"nested": {"path": "n", "query": {"knn": {"n.v": {"vector": [2.5, 2.5], "k": 1,
+                                                                "expand_nested_docs": True}}},
+                         "inner_hits": {}, "score_mode": "max"}}
+    for sf in ({"excludes": ["n.v"]}, {"excludes": ["n"]}, {"includes": ["v"]}, False):
+        hit = client.search(index=name, body={"query": nested, "_source": sf})["hits"]["hits"][0]
+        inner = [(h["_nested"]["offset"], h["_score"], h["_source"]) for h in hit["inner_hits"]["n"]["hits"]["hits"]]
+        assert inner == [(1, 1.0, doc["n"][1]), (0, 0.33333334, doc["n"][0])], sf  # l2: 1/(1+2)
 
 
 def test_3316_mapping_source_excludes_and_merges_do_not_bloat(client: Any, name: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segstore_tools import bench
+from segstore_tools import bench, bench_derived_source
 from segstore_tools.cli import main
 
 
@@ -81,3 +81,27 @@ def test_default_data_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.delenv("SEGSTORE_DATA")
     expected = Path(bench.__file__).resolve().parent.parent.parent / "shared" / "data"
     assert Path(bench.default_data_dir()) == expected
+
+
+def test_cli_derived_source_smoke(shared_data: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``segstore bench --derived-source`` on 300 documents: both variants merged to one segment, the derived
+    index's stored fields several times smaller, the cold fetch done by a fresh process."""
+    monkeypatch.setattr(bench_derived_source, "DROP_CACHES", False)  # never empty the machine's page cache here
+    out = tmp_path / "ds.json"
+    code = main(["bench", "--derived-source", "--data", shared_data, "--docs", "300", "--fetch", "10",
+                 "--segment-docs", "100", "--passes", "1", "--workdir", str(tmp_path / "w"), "--out", str(out),
+                 "--json"])
+    assert code == 0
+    r = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == r
+    assert (r["docs"], r["dims"], r["fetch"], r["passes"]) == (300, 384, 10, 1)
+    d, p = r["variants"]["derived"], r["variants"]["plain"]
+    assert d["after_merge"]["segments"] == p["after_merge"]["segments"] == 1
+    assert d["after_merge"]["stored_fields_bytes"] * 5 < p["after_merge"]["stored_fields_bytes"]
+    assert d["after_merge"]["segment_bytes"] < p["after_merge"]["segment_bytes"]
+    for v in (d, p):
+        assert v["cold_fetch"]["fetches"] == 10 and v["cold_fetch"]["total_ms"] > 0
+        assert v["cold_fetch"]["eviction"]["method"] == "fadvise_dontneed"
+    table = bench_derived_source.format_table(r)
+    assert "3x smaller" in table and "~10% faster" in table

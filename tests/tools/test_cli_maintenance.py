@@ -77,6 +77,39 @@ def test_export_import_round_trip(capsys: pytest.CaptureFixture[str], sample: tu
         assert run_cli(capsys, "check", target, "--level", "3").code == 0
 
 
+def test_export_import_keeps_routing(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    import segstore
+
+    data = tmp_path / "src"
+    c = segstore.connect(data)
+    try:
+        c.indices.create(index="r", body={"settings": {"index.knn": True}, "mappings": {"properties": {
+            "v": {"type": "knn_vector", "dimension": 2}}}})
+        c.index(index="r", id="a", body={"v": [1.5, 2.5]}, routing="ra")
+        c.index(index="r", id="b", body={"v": [3.5, 4.5]})
+        c.indices.flush(index="r")
+    finally:
+        c.close()
+    for fmt in ("bulk", "ndjson"):
+        out, definition = tmp_path / f"docs.{fmt}", tmp_path / f"def.{fmt}.json"
+        assert run_cli(capsys, "export", data, "-o", out, "--format", fmt, "--definition", definition).code == 0
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        if fmt == "bulk":
+            assert [line["index"] for line in lines[::2]] == [{"_index": "r", "_id": "a", "routing": "ra"},
+                                                              {"_index": "r", "_id": "b"}]
+        else:
+            assert [line.get("_routing") for line in lines] == ["ra", None]
+        target = tmp_path / f"copy-{fmt}"
+        r = run_cli(capsys, "import", target, out, "--index", "copy", "--definition", definition, "--json")
+        assert r.code == 0 and r.json()["failed"] == 0, r.out
+        c = segstore.connect(target)
+        try:
+            assert [c.get(index="copy", id=i).get("_routing") for i in ("a", "b")] == ["ra", None]
+            assert c.get(index="copy", id="a")["_source"] == {"v": [1.5, 2.5]}
+        finally:
+            c.close()
+
+
 def test_import_reports_rejected_documents(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     definition = tmp_path / "def.json"
     definition.write_text(json.dumps({"settings": {"index.knn": True},
