@@ -115,7 +115,7 @@ def _leaf_candidates(
         graph = leaf.graph(field)
         if graph is not None:  # the hot path: an unfiltered graph search of a segment without deletes
             ords = graph.search_one(query, k, ef_search)
-            return values.ord_to_doc[ords].astype(np.int64), exact_scores(fi.vector_space_type, values.vectors[ords], query)
+            return values.ord_to_doc[ords], exact_scores(fi.vector_space_type, values.vectors[ords], query)
     filtered = False
     if accept_docs is not None:
         doc_mask = accept_docs(leaf)
@@ -193,13 +193,16 @@ def knn_search(
         return TopDocs(0, [])
     if len(parts) == 1:  # the common case: no concatenation, and doc ids alone break ties within a leaf
         i, docs, s = parts[0]
-        leaves = _leaf_column(i, docs.shape[0])
-        global_docs = docs
-    else:
-        docs = np.concatenate([p[1] for p in parts])
-        s = np.concatenate([p[2] for p in parts])
-        leaves = np.concatenate([_leaf_column(p[0], p[1].shape[0]) for p in parts])
-        global_docs = reader.doc_bases[leaves] + docs
+        total = int(s.shape[0])
+        order = np.lexsort((docs, -s))
+        if not per_segment:
+            order = order[:k]
+        return TopDocs.of_arrays(total if per_segment else min(total, k), s[order], _leaf_column(i, order.shape[0]),
+                                 docs[order])
+    docs = np.concatenate([p[1] for p in parts])
+    s = np.concatenate([p[2] for p in parts])
+    leaves = np.concatenate([_leaf_column(p[0], p[1].shape[0]) for p in parts])
+    global_docs = reader.doc_bases[leaves] + docs
     total = int(s.shape[0])
     # faiss (no rescoring) returns up to k per segment and the coordinator keeps the top ``size`` of all
     # of them; Lucene returns k per shard.
@@ -207,10 +210,17 @@ def knn_search(
                 global_docs)
 
 
+_LEAF_COLUMNS: dict[tuple[int, int], np.ndarray] = {}
+
+
 def _leaf_column(leaf: int, n: int) -> np.ndarray:
-    """``n`` copies of a leaf index (np.full's Python-level wrapper costs more than the fill itself)."""
-    column = np.empty(n, dtype=np.int64)
-    column.fill(leaf)
+    """``n`` copies of a leaf index, read-only and cached: every single-segment query needs one."""
+    column = _LEAF_COLUMNS.get((leaf, n))
+    if column is None:
+        column = np.full(n, leaf, dtype=np.int64)
+        column.flags.writeable = False
+        if len(_LEAF_COLUMNS) < 4096:  # (leaf, k) pairs: a handful in practice; bounded all the same
+            _LEAF_COLUMNS[(leaf, n)] = column
     return column
 
 
