@@ -66,6 +66,14 @@ def create_index(
     return writer
 
 
+def _existing_catalog(data_dir: str, name: str) -> Catalog:
+    """The data directory's catalog; a directory without one holds no index (and is left untouched:
+    opening or reading must never create a catalog where there was none)."""
+    if not os.path.isdir(os.path.join(data_dir, "catalog")):
+        raise IndexNotFoundError(name)
+    return Catalog.open(data_dir)
+
+
 def open_index(
     data_dir: str | os.PathLike[str], name: str, *, catalog: Catalog | None = None,
     directory: Directory | None = None, **writer_args: Any,
@@ -73,7 +81,7 @@ def open_index(
     """Open the writer of an existing index (replaying its translog)."""
     data_dir = os.fspath(data_dir)
     own = catalog is None
-    cat = catalog or Catalog.open(data_dir)
+    cat = catalog or _existing_catalog(data_dir, name)
     try:
         meta = cat.get_index(name)
         if meta is None:
@@ -92,7 +100,7 @@ def open_reader(data_dir: str | os.PathLike[str], name: str, *, catalog: Catalog
                 directory: Directory | None = None) -> DirectoryReader:
     """A read-only point-in-time reader of the last commit (no writer, no translog replay)."""
     data_dir = os.fspath(data_dir)
-    cat = catalog or Catalog.open(data_dir)
+    cat = catalog or _existing_catalog(data_dir, name)
     try:
         meta = cat.get_index(name)
         if meta is None:
@@ -116,7 +124,7 @@ def open_reader(data_dir: str | os.PathLike[str], name: str, *, catalog: Catalog
 def delete_index(data_dir: str | os.PathLike[str], name: str, *, catalog: Catalog | None = None) -> None:
     """Remove an index from the catalog, then its files."""
     data_dir = os.fspath(data_dir)
-    cat = catalog or Catalog.open(data_dir)
+    cat = catalog or _existing_catalog(data_dir, name)
     try:
         meta = cat.get_index(name)
         if meta is None:

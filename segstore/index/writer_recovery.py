@@ -67,7 +67,8 @@ def open_commit(w: "IndexWriter") -> OpenState:
         for sci in segments:
             leaves.append(SegmentReader(w.directory, sci, w.deleter))
         translog = Translog.open(w.files.translog_path, record["translog_uuid"],
-                                 durability=w.settings.durability, sync_interval=w.settings.sync_interval)
+                                 durability=w.settings.durability, sync_interval=w.settings.sync_interval,
+                                 committed_generation=record.get("translog_generation"))
     except BaseException:
         for leaf in leaves:
             leaf.dec_ref()

@@ -454,9 +454,12 @@ def _rolled_checkpoint(folder: str, generation: int, uuid: bytes) -> Checkpoint:
     return ckp
 
 
-def verify_folder(folder: str, ckp: Checkpoint, tlogs: dict[int, str], ckps: dict[int, str]) -> dict[int, Checkpoint]:
-    """Recovery checks of every live generation of ``ckp``; return the rolled generations' checkpoints."""
-    gen, low = ckp.generation, ckp.min_translog_generation
+def verify_folder(folder: str, ckp: Checkpoint, tlogs: dict[int, str], ckps: dict[int, str],
+                  low: int | None = None) -> dict[int, Checkpoint]:
+    """Recovery checks of every live generation of ``ckp`` from ``low`` (default: its minimum generation);
+    return the rolled generations' checkpoints."""
+    gen = ckp.generation
+    low = ckp.min_translog_generation if low is None else low
     rolled: dict[int, Checkpoint] = {}
     for g in range(low, gen + 1):
         if g not in tlogs:

@@ -129,8 +129,13 @@ class Translog:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], translog_uuid: bytes, durability: str = "request",
-             sync_interval: float = 5.0) -> Translog:
-        """Recover the translog in ``path`` (verifying everything first), then roll to a new generation."""
+             sync_interval: float = 5.0, committed_generation: int | None = None) -> Translog:
+        """Recover the translog in ``path`` (verifying everything first), then roll to a new generation.
+
+        ``committed_generation`` is the first generation the last commit does not hold (its
+        ``translog_generation``). Generations below it are trimmed without being read, as OpenSearch
+        recovers from the commit's minimum generation: a crash between publishing a commit and trimming
+        the translog leaves them behind, and damage there costs nothing."""
         cls._check_args(translog_uuid, durability, sync_interval)
         folder = os.path.abspath(os.fspath(path))
         ckp_path = os.path.join(folder, CHECKPOINT_NAME)
@@ -140,8 +145,10 @@ class Translog:
                 f"translog uuid mismatch: expected={translog_uuid.hex()} got={ckp.translog_uuid.hex()}", ckp_path)
         tlogs, ckps, temps = list_translog_files(folder)
         gen, low = ckp.generation, ckp.min_translog_generation
+        if committed_generation is not None and committed_generation > low:
+            low = min(committed_generation, gen)
         # Verify everything before changing anything, so a refused open leaves the evidence for repair.
-        rolled = verify_folder(folder, ckp, tlogs, ckps)
+        rolled = verify_folder(folder, ckp, tlogs, ckps, low)
         try:
             for g, name in sorted(tlogs.items()):
                 if g > gen:

@@ -243,3 +243,15 @@ def test_memory_directory_index_lifecycle(tmp_path: Any) -> None:
     assert [w.get(str(i)) is not None for i in range(10)] == [i != 3 for i in range(10)]
     assert w.get("x").source == {"v": [0.0, 0.0]}
     w.close()
+
+
+@pytest.mark.parametrize("fn", ["open_index", "open_reader", "delete_index"])
+def test_missing_index_in_an_empty_path_creates_nothing(tmp_path: Any, fn: str) -> None:
+    """Opening, reading or deleting in a directory that holds no catalog is "no such index", and the path
+    stays as it was (no catalog/ folder appears where a typo pointed)."""
+    from segstore.errors import IndexNotFoundError
+
+    target = tmp_path / "typo"
+    with pytest.raises(IndexNotFoundError, match=r"no such index \[x\]"):
+        getattr(segstore, fn)(str(target), "x")
+    assert not target.exists()

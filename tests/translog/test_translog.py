@@ -406,6 +406,42 @@ def test_leftover_generation_below_minimum_deleted(folder: Path) -> None:
     assert not (folder / "translog-1.tlog").exists() and not (folder / "translog-1.ckp").exists()
 
 
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_damage_below_the_committed_generation_is_trimmed_unread(folder: Path, damage: str) -> None:
+    """A crash between a commit and its translog trim leaves committed generations behind: recovery starts
+    at the commit's generation (as OpenSearch's does) and deletes the older ones without reading them."""
+    ops = build(folder, [3, 3, 2])
+    tlog = folder / "translog-1.tlog"
+    data = tlog.read_bytes()
+    if damage == "flip":
+        tlog.write_bytes(data[:-5] + bytes([data[-5] ^ 0x01]) + data[-4:])
+    elif damage == "truncate":
+        tlog.write_bytes(data[: len(data) // 2])
+    else:
+        tlog.unlink()
+    with pytest.raises(TranslogCorruptedError):  # without the commit's generation, the damage is fatal
+        Translog.open(folder, UUID)
+    with Translog.open(folder, UUID, committed_generation=2) as t:
+        assert t.min_generation == 2
+        assert [o["seq_no"] for o in t.read_ops()] == [o["seq_no"] for o in ops[3:]]
+    assert not tlog.exists() and not (folder / "translog-1.ckp").exists()
+    with Translog.open(folder, UUID) as t:  # the new minimum is durable
+        assert [o["seq_no"] for o in t.read_ops()] == [o["seq_no"] for o in ops[3:]]
+
+
+def test_damage_at_or_above_the_committed_generation_still_refuses(folder: Path) -> None:
+    build(folder, [3, 3])
+    tlog = folder / "translog-2.tlog"
+    data = bytearray(tlog.read_bytes())
+    data[tlog_header_length(2) + 12] ^= 0x01
+    tlog.write_bytes(bytes(data))
+    before = snapshot(folder)
+    with pytest.raises(TranslogCorruptedError) as ei:
+        Translog.open(folder, UUID, committed_generation=2)
+    assert ei.value.file == str(tlog)
+    assert snapshot(folder) == before
+
+
 # ---------------------------------------------------------------------------------------- tragic events
 
 
