@@ -14,6 +14,7 @@ from segstore.rest.response import RestRequest, RestResponse, render_error
 from segstore.rest.router import Router, json_body
 from segstore.rest.search_phase import Shard, run_query_phase, shards_json
 from segstore.rest.validation import int_param, token_name
+from segstore.search.fetch_fields import parse_fields
 from segstore.search.query_dsl import ParsedQuery, ParsingError, parse_query
 from segstore.search.searcher import IndexSearcher
 from segstore.search.source_filter import parse_source_param
@@ -98,7 +99,8 @@ def search(node: Node, req: RestRequest) -> RestResponse:
         if any(parsed[si].knn is not None for si, _, _ in results):
             found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
         page = found[start:start + size]
-        hits_json = [shards[si].searcher.hit_json(score, leaf, doc, sf) for score, si, leaf, doc in page]
+        fields = parse_fields(body["fields"]) if body.get("fields") is not None else None
+        hits_json = [shards[si].searcher.hit_json(score, leaf, doc, sf, fields) for score, si, leaf, doc in page]
         name = _query_name(body.get("query"))
         if name:
             for h in hits_json:

@@ -7,9 +7,10 @@ default, its ``_source``: the nested object itself, cut from the root's ``_sourc
 injected (derived source never shows the mask here either). Inner-hit ``_source`` filtering uses full
 paths (``nested_field.color``) and does not depend on the top-level ``_source`` option.
 
-Options: ``name`` (default: the nested path), ``from`` (0), ``size`` (3), ``_source``, ``ignore_unmapped``;
-``version``, ``explain``, ``seq_no_primary_term`` and ``track_scores`` are accepted when false. Other
-InnerHitBuilder options (sort, highlight, fields, stored/docvalue/script fields, collapse) are rejected
+Options: ``name`` (default: the nested path), ``from`` (0), ``size`` (3), ``_source``, ``fields`` (full
+paths, see :mod:`segstore.search.fetch_fields`), ``ignore_unmapped``; ``version``, ``explain``,
+``seq_no_primary_term`` and ``track_scores`` are accepted when false. Other InnerHitBuilder options
+(sort, highlight, stored/docvalue/script fields, collapse) are rejected
 with a message naming the option: segstore does not implement them.
 """
 
@@ -25,13 +26,14 @@ from segstore.errors import IllegalArgumentError, ValidationError
 from segstore.floats import shortest_float32
 from segstore.index.segment_reader import SegmentReader
 from segstore.mapping.mappings import Mappings
+from segstore.search.fetch_fields import fetch_fields, parse_fields
 from segstore.search.source_filter import SourceFilter, parse_source_param
 
 __all__ = ["InnerHitsSpec", "InnerHitsContext", "parse_inner_hits", "nested_identity", "DEFAULT_MAX_INNER_WINDOW"]
 
 DEFAULT_MAX_INNER_WINDOW = 100  # index.max_inner_result_window
 _FLAGS = ("version", "explain", "seq_no_primary_term", "track_scores")
-_UNSUPPORTED = ("stored_fields", "docvalue_fields", "script_fields", "sort", "highlight", "fields", "collapse")
+_UNSUPPORTED = ("stored_fields", "docvalue_fields", "script_fields", "sort", "highlight", "collapse")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class InnerHitsSpec:
     size: int = 3
     source: SourceFilter = field(default_factory=SourceFilter)
     ignore_unmapped: bool = False
+    fields: tuple[str, ...] = ()
 
 
 def _int(key: str, value: Any) -> int:
@@ -54,7 +57,7 @@ def parse_inner_hits(spec: Any) -> InnerHitsSpec:
     if not isinstance(spec, dict):
         raise ValidationError("[inner_hits] inner_hits doesn't support values of type: "
                               f"{type(spec).__name__}", "x_content_parse_exception")
-    name, start, size, source, ignore = None, 0, 3, SourceFilter(), False
+    name, start, size, source, ignore, fields = None, 0, 3, SourceFilter(), False, ()
     for key, value in spec.items():
         if key == "name":
             name = str(value)
@@ -68,6 +71,8 @@ def parse_inner_hits(spec: Any) -> InnerHitsSpec:
                 raise IllegalArgumentError(f"illegal size [{size}], must be >= 0")
         elif key == "_source":
             source = parse_source_param(value)
+        elif key == "fields":
+            fields = tuple(parse_fields(value, "inner_hits"))
         elif key == "ignore_unmapped":
             ignore = value in (True, "true")
         elif key in _FLAGS:
@@ -77,7 +82,7 @@ def parse_inner_hits(spec: Any) -> InnerHitsSpec:
             raise IllegalArgumentError(f"segstore does not support [inner_hits] option [{key}]")
         else:
             raise ValidationError(f"[inner_hits] unknown field [{key}]", "x_content_parse_exception")
-    return InnerHitsSpec(name, start, size, source, ignore)
+    return InnerHitsSpec(name, start, size, source, ignore, fields)
 
 
 def _nested_chain(path: str, mappings: Mappings) -> list[str]:
@@ -164,7 +169,7 @@ class InnerHitsContext:
         return self.spec.name or self.path
 
     def needs_source(self) -> bool:
-        return self.spec.source.fetch and self.spec.size > 0
+        return (self.spec.source.fetch or bool(self.spec.fields)) and self.spec.size > 0
 
     def render(self, index: str, leaf: SegmentReader, leaf_i: int, root: int, root_id: str,
                root_source: dict[str, Any] | None) -> dict[str, Any]:
@@ -185,6 +190,10 @@ class InnerHitsContext:
                 obj = _child_object(root_source, identity) if root_source is not None else None
                 if self.spec.source.fetch and obj is not None:
                     hit["_source"] = _filtered(obj, identity, self.spec.source)
+                if self.spec.fields and obj is not None:
+                    found = fetch_fields(obj, list(self.spec.fields), self.mappings, root=self.path)
+                    if found:
+                        hit["fields"] = found
                 hits.append(hit)
         # max_score comes from every matching child, not the page; none when nothing is collected (size 0)
         max_score = float(shortest_float32(scores.max(keepdims=True))[0]) if total and self.spec.size else None

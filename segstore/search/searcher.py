@@ -19,6 +19,7 @@ from segstore.index.settings import IndexSettings
 from segstore.mapping.document_parser import _encode, _validate_one
 from segstore.mapping.mappings import Mappings
 from segstore.floats import shortest_float32
+from segstore.search.fetch_fields import fetch_fields
 from segstore.search.inner_hits import InnerHitsContext
 from segstore.search.knn_query import knn_search, radial_search
 from segstore.search.nested_knn import nested_knn_search
@@ -251,7 +252,9 @@ class IndexSearcher:
             out.extend((pq.score, li, int(d)) for d in np.flatnonzero(mask))
         return len(out), out
 
-    def hit_json(self, score: float | None, leaf_i: int, doc: int, sf: SourceFilter) -> dict[str, Any]:
+    def hit_json(self, score: float | None, leaf_i: int, doc: int, sf: SourceFilter,
+                 fields: list[str] | None = None) -> dict[str, Any]:
+        """One hit in ``SearchHit``'s order: meta fields, ``_source``, ``fields``, ``inner_hits``."""
         leaf = self.reader.leaves[leaf_i]
         rec = leaf.stored_document(doc)
         hit: dict[str, Any] = {"_index": self.index, "_id": rec["_id"], "_score": score}
@@ -259,10 +262,12 @@ class IndexSearcher:
             hit["_routing"] = rec["_routing"]
         inner = self.inner_hits
         source = None
-        if sf.fetch or (inner is not None and inner.needs_source()):
+        if sf.fetch or fields or (inner is not None and inner.needs_source()):
             source = leaf.source(doc, rec)  # vectors injected once, for the hit and its inner hits
         if sf.fetch and source is not None:
             hit["_source"] = sf.apply(source)
+        if fields and (found := fetch_fields(source, fields, self.mappings)):
+            hit["fields"] = found
         if inner is not None:
             hit["inner_hits"] = inner.render(self.index, leaf, leaf_i, doc, rec["_id"], source)
         return hit

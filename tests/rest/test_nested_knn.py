@@ -341,3 +341,40 @@ def test_quantized_nested_graph_path_roots_score_their_best_sibling(client: Any,
         assert h["_score"] == max(exact.values()) == exact[top_offset] == expanded[h["_id"]]["_score"]
         moved += first_pass_choice(h["_id"]) != top_offset
     assert moved > 0  # the sibling rescoring changed the chosen child of at least one root
+
+
+def test_inner_hits_fields_as_in_the_docs_example(client: Any, index_name: str) -> None:
+    """The k-NN docs' nested example: ``_source: false`` and ``fields`` in the inner hits return each
+    matched child's mapped values (full paths, arrays), read from the child object with vectors injected."""
+    setup(client, index_name)
+    q = nested({"k": 2, "expand_nested_docs": True}, inner_hits={"_source": False, "fields": ["n.c"]},
+               score_mode="max")
+    hits = search(client, index_name, q, _source=False)
+    assert [(h["_id"], h["_score"]) for h in hits["hits"]] == [("1", 1.0), ("2", 0.1)]
+    rows = [[(ih["_nested"]["offset"], ih["_score"], ih.get("_source"), ih["fields"])
+             for ih in h["inner_hits"]["n"]["hits"]["hits"]] for h in hits["hits"]]
+    assert rows == [[(3, 1.0, None, {"n.c": ["a4"]}), (0, 0.5, None, {"n.c": ["a1"]}),
+                     (1, 0.2, None, {"n.c": ["a2"]})],
+                    [(1, 0.1, None, {"n.c": ["b2"]}), (0, 0.03846154, None, {"n.c": ["b1"]})]]
+    q = nested({"k": 1}, inner_hits={"_source": False, "fields": [{"field": "n.*"}, "t", "nope"]})
+    ih = search(client, index_name, q)["hits"][0]["inner_hits"]["n"]["hits"]["hits"][0]
+    assert ih["fields"] == {"n.v": [[0.0, 0.0]], "n.c": ["a4"]}  # the vector is one value; t is outside n
+
+
+def test_top_level_fields(client: Any, index_name: str) -> None:
+    """``fields`` on ``_search``: root fields flat, nested fields grouped per nested object, vectors from the
+    vector values (derived source), missing values left out."""
+    setup(client, index_name)
+    body = {"query": {"match_all": {}}, "_source": False, "fields": ["t", "n.*", "obj.k"], "size": 4}
+    hits = client.search(index=index_name, body=body)["hits"]["hits"]
+    got = {h["_id"]: h.get("fields") for h in hits}
+    assert got == {
+        "1": {"t": ["a"], "n": [{"v": [[1.0, 0.0]], "c": ["a1"]}, {"v": [[2.0, 0.0]], "c": ["a2"]}, {"c": ["a3"]},
+                                {"v": [[0.0, 0.0]], "c": ["a4"]}]},
+        "2": {"t": ["b"], "n": [{"v": [[5.0, 0.0]], "c": ["b1"]}, {"v": [[3.0, 0.0]], "c": ["b2"]}]},
+        "3": {"t": ["x"], "n": [{"v": [[10.0, 0.0]], "c": ["c1"]}]},
+        "4": {"t": ["x"]}}
+    assert all("_source" not in h for h in hits)
+    with pytest.raises(RequestError) as ei:
+        client.search(index=index_name, body={"fields": [{"field": "t", "format": "x"}]})
+    assert ei.value.error == "illegal_argument_exception"
