@@ -56,23 +56,24 @@ def transform(source: dict[str, Any], parts: tuple[str, ...], fn: Callable[[Any]
     return _transform(source, parts, 0, fn)  # type: ignore[no-any-return]
 
 
+def _key_end(key: str, parts: tuple[str, ...], i: int) -> int:
+    """Where a map key that matches ``parts`` from ``i`` ends (a dotted key spells several parts), or -1."""
+    if "." not in key:  # the common case, without building a tuple per key
+        return i + 1 if key == parts[i] else -1
+    kp = tuple(key.split("."))
+    return i + len(kp) if kp == parts[i:i + len(kp)] else -1
+
+
 def _transform(node: Any, parts: tuple[str, ...], i: int, fn: Callable[[Any], Any]) -> Any:
     if isinstance(node, dict):
         copy = None
         # Keys are matched the way the document parser matches them (collect_expanded): a key may spell
         # several path parts with dots. Masking and injection must visit exactly the occurrences the parser
         # indexed, or nested vectors handed out by position would shift (derived-source.md §2.4).
-        first = parts[i]
         for key, value in node.items():
-            if "." in key:
-                kp = tuple(key.split("."))
-                if kp != parts[i:i + len(kp)]:
-                    continue
-                j = i + len(kp)
-            elif key != first:  # the common case, without building tuples per key
+            j = _key_end(key, parts, i)
+            if j < 0:
                 continue
-            else:
-                j = i + 1
             if j == len(parts):
                 if value is None:
                     continue
@@ -107,17 +108,10 @@ def collect_expanded(source: Any, parts: tuple[str, ...]) -> list[Any]:
 
 def _collect_expanded(node: Any, parts: tuple[str, ...], i: int, out: list[Any]) -> None:
     if isinstance(node, dict):
-        first = parts[i]
         for key, value in node.items():
-            if "." in key:
-                kp = tuple(key.split("."))
-                if kp != parts[i:i + len(kp)]:
-                    continue
-                j = i + len(kp)
-            elif key != first:
+            j = _key_end(key, parts, i)
+            if j < 0:
                 continue
-            else:
-                j = i + 1
             if j == len(parts):
                 if value is not None:
                     out.append(value)
