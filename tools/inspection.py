@@ -131,7 +131,7 @@ def _segment_files(h: SegmentHandle) -> list[str]:
 
 def _framed_meta(path: str, *, length_prefixed: bool = False) -> dict[str, Any] | None:
     """The msgpack map right after a file's header (graph meta; ``length_prefixed``: .qst meta)."""
-    from segstore.index.check_index import read_header
+    from segstore.index.check import read_header
 
     head = read_header(path)
     if not head or "data_offset" not in head:
@@ -195,7 +195,7 @@ def segment_rows(loc: Any, record: dict[str, Any], handles: list[SegmentHandle],
                  with_files: bool = False) -> list[dict[str, Any]]:
     """``_cat/segments`` rows plus the per-field and per-file-type details."""
     from segstore.derived_source.attributes import derived_paths
-    from segstore.index.check_index import COMPONENTS, inspect_file
+    from segstore.index.check import COMPONENTS, inspect_file
     from segstore.index.file_names import from_base36
     from segstore.store import FSDirectory
 
@@ -252,7 +252,7 @@ def _by_component(by_ext: dict[str, int], components: dict[str, str]) -> dict[st
 
 
 def _translog_summary(loc: Any, record: dict[str, Any] | None) -> dict[str, Any]:
-    from segstore.index.check_index import translog_summary
+    from segstore.index.check import translog_summary
     from segstore.translog import Translog
 
     if not os.path.isdir(loc.translog_dir):
@@ -267,7 +267,7 @@ def _translog_summary(loc: Any, record: dict[str, Any] | None) -> dict[str, Any]
 
 def index_info(catalog: Any, loc: Any) -> dict[str, Any]:
     from segstore import __version__
-    from segstore.index.check_index import FORMAT_VERSIONS, read_header
+    from segstore.index.check import FORMAT_VERSIONS, read_header
     from segstore.index.settings import IndexSettings
 
     meta = catalog.get_index(loc.name) or {}
@@ -441,7 +441,7 @@ def _cmd_segments(args: argparse.Namespace) -> int:
 
 
 def list_files(loc: Any, record: dict[str, Any] | None, *, verify: bool) -> list[dict[str, Any]]:
-    from segstore.index.check_index import COMPONENTS, inspect_file, inspect_translog_file
+    from segstore.index.check import COMPONENTS, inspect_file, inspect_translog_file
     from segstore.index.file_names import WRITE_LOCK_NAME, live_docs_file_name, parse_segment_name
     from segstore.store import FSDirectory
 
@@ -549,7 +549,7 @@ def find_document(catalog: Any, loc: Any, doc_id: str) -> dict[str, Any] | None:
     """Where ``doc_id`` lives (the committed segment, or the translog when newer) and both sources."""
     from segstore.derived_source.attributes import derived_paths
     from segstore.derived_source.mask import inject_source
-    from segstore.index.check_index import iter_translog_ops
+    from segstore.index.check import iter_translog_ops
     from segstore.index.index_files import IndexFiles
 
     record = catalog.latest_commit(loc.uuid) or {}
@@ -784,7 +784,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
 
 
 def index_stats(catalog: Any, loc: Any) -> dict[str, Any]:
-    from segstore.index.check_index import COMPONENTS
+    from segstore.index.check import COMPONENTS
 
     with open_segments(catalog, loc) as (record, handles):
         rows = segment_rows(loc, record, handles)

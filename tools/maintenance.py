@@ -353,7 +353,7 @@ def import_file(data_dir: str, path: str, *, index: str | None, definition: dict
 
 @command
 def _cmd_import(args: argparse.Namespace) -> int:
-    from segstore.index.check_index import NotADataDirectoryError, find_data_dir
+    from segstore.index.check import NotADataDirectoryError, find_data_dir
 
     if args.batch_size < 1:
         return fail(args, 2, f"--batch-size must be >= 1, got {args.batch_size}", "UsageError")

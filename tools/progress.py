@@ -201,7 +201,7 @@ def fail(args: argparse.Namespace, code: int, message: str, error_type: str = "e
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Wrap a subcommand: usage problems exit 2, engine errors exit 1 with a clear message."""
-    from segstore.index.check_index import NotADataDirectoryError
+    from segstore.index.check import NotADataDirectoryError
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -228,7 +228,7 @@ def open_targets(args: argparse.Namespace, *, single: bool = False) -> Iterator[
     """``(catalog, [IndexLocation])`` for ``args.path`` / ``args.index``; the catalog is closed on exit.
     ``single``: exactly one index must be selected (else a usage error)."""
     from segstore.index.catalog import Catalog
-    from segstore.index.check_index import find_data_dir, locate
+    from segstore.index.check import find_data_dir, locate
 
     data_dir, uuid_hex = find_data_dir(args.path)
     catalog = Catalog.open(data_dir)

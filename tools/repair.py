@@ -194,7 +194,7 @@ def rebuild_live_docs(catalog: Any, loc: Any, status: Any) -> dict[str, Any]:
 
     from segstore.codec.registry import codec_for_name
     from segstore.errors import SegstoreError
-    from segstore.index.check_index import read_pk_map
+    from segstore.index.check import read_pk_map
     from segstore.index.file_names import live_docs_file_name
     from segstore.index.segment_info import SegmentCommitInfo
     from segstore.index.segment_reader import SegmentReader, read_segment_info
@@ -265,7 +265,7 @@ def rebuild_live_docs(catalog: Any, loc: Any, status: Any) -> dict[str, Any]:
 
 def _count_records(folder: str) -> int:
     """Well-formed records found in every ``.tlog`` of a folder whose checkpoint is unreadable."""
-    from segstore.index.check_index import read_header
+    from segstore.index.check import read_header
     from segstore.translog.checkpoint import list_translog_files, scan_generation
 
     tlogs, _ckps, _temps = list_translog_files(folder)
@@ -368,7 +368,7 @@ def truncate_translog(catalog: Any, loc: Any, status: Any) -> dict[str, Any]:
 def rebuild_pk(catalog: Any, loc: Any, status: Any) -> dict[str, Any]:
     """Apply ``--rebuild-pk`` from a level-2 status of the current commit (every segment must be readable)."""
     from segstore.errors import SegstoreError
-    from segstore.index.check_index import read_pk_map
+    from segstore.index.check import read_pk_map
 
     record = catalog.latest_commit(loc.uuid) or {}
     if int(record.get("generation", 0)) != status.generation:
