@@ -213,7 +213,7 @@ def _translog_text(results: list[dict[str, Any]]) -> str:
 
 @command
 def _cmd_translog(args: argparse.Namespace) -> int:
-    from segstore_tools.repair import translog_plan, truncate_translog
+    from segstore_tools.repair_translog import translog_plan, truncate_translog
 
     from segstore.index.check import Status, translog_summary
     from segstore.translog import Translog
