@@ -19,7 +19,7 @@ __all__ = ["CheckBase"]
 
 
 class _FailFast(Exception):
-    pass
+    """Unwinds every check up to :meth:`CheckIndex.run` once ``fail_fast`` has seen its first error."""
 
 
 class CheckBase:
