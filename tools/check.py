@@ -2,7 +2,7 @@
 
 ``check DIR [--level 1|2|3] [--segment S]... [--threads N] [--fail-fast]`` checks every index of a data
 directory (or ``--index``): level 1 every CRC, level 2 the logical checks, level 3 graph connectivity, a
-recall sample and a derived-source round trip (see :mod:`segstore.index.check_index`). The report names the
+recall sample and a derived-source round trip (see :mod:`segstore.index.check`). The report names the
 commit, segment, file, component, error and expected/actual values, says how many documents each corrupt
 segment holds (and their ids) and which ``segstore repair`` would fix what. ``verify`` is ``check --level 1``.
 
@@ -53,7 +53,7 @@ def index_lock(loc: Any, enabled: bool = True) -> Iterator[None]:
 
 def run_check(catalog: Any, loc: Any, args: argparse.Namespace, *, level: int | None = None) -> Any:
     """CheckIndex of one index with the options of ``args`` (progress bar on a terminal)."""
-    from segstore.index.check_index import CheckIndex
+    from segstore.index.check import CheckIndex
 
     lvl = level if level is not None else getattr(args, "level", 1)
     with Progress(None, f"check {loc.name}", enabled=progress_enabled(args)) as bar:

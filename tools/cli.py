@@ -16,7 +16,8 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 # Subcommand modules, in help order. A module that is missing is skipped (it may come with a later issue).
-_MODULES = ["segstore_tools.serve", "segstore_tools.bench", "segstore_tools.inspection", "segstore_tools.check",
+_MODULES = ["segstore_tools.serve", "segstore_tools.bench", "segstore_tools.inspect_index",
+            "segstore_tools.inspect_documents", "segstore_tools.inspect_stats", "segstore_tools.check",
             "segstore_tools.repair", "segstore_tools.recover", "segstore_tools.maintenance",
             "segstore_tools.bench_merge", "segstore_tools.estimate_memory", "segstore_tools.quantize"]
 

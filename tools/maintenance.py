@@ -28,7 +28,7 @@ import threading
 import time
 from typing import IO, Any
 
-from segstore_tools.inspection import bulk_lines, iter_documents, open_segments
+from segstore_tools.inspect_documents import bulk_lines, iter_documents
 from segstore_tools.progress import (
     OK,
     PROBLEM,
@@ -43,6 +43,7 @@ from segstore_tools.progress import (
     print_json,
     progress_enabled,
 )
+from segstore_tools.segment_handles import open_segments, segment_files
 
 __all__ = ["export_index", "force_merge_index", "import_file", "index_bytes", "register"]
 
@@ -52,12 +53,10 @@ __all__ = ["export_index", "force_merge_index", "import_file", "index_bytes", "r
 
 def index_bytes(catalog: Any, loc: Any) -> int:
     """Bytes of the files the last commit references."""
-    from segstore_tools.inspection import _segment_files
-
     total = 0
     with open_segments(catalog, loc, open_readers=False) as (_record, handles):
         for h in handles:
-            for f in _segment_files(h):
+            for f in segment_files(h):
                 try:
                     total += os.path.getsize(os.path.join(loc.index_dir, f))
                 except OSError:
@@ -353,7 +352,7 @@ def import_file(data_dir: str, path: str, *, index: str | None, definition: dict
 
 @command
 def _cmd_import(args: argparse.Namespace) -> int:
-    from segstore.index.check_index import NotADataDirectoryError, find_data_dir
+    from segstore.index.check import NotADataDirectoryError, find_data_dir
 
     if args.batch_size < 1:
         return fail(args, 2, f"--batch-size must be >= 1, got {args.batch_size}", "UsageError")

@@ -25,6 +25,7 @@ __all__ = [
     "USAGE",
     "Progress",
     "UsageError",
+    "add_command",
     "add_common_args",
     "command",
     "confirm",
@@ -32,10 +33,12 @@ __all__ = [
     "emit",
     "fail",
     "human_bytes",
+    "index_reports",
     "is_tty",
     "open_targets",
     "print_json",
     "progress_enabled",
+    "table",
 ]
 
 OK, PROBLEM, USAGE = 0, 1, 2
@@ -154,6 +157,16 @@ def add_common_args(p: argparse.ArgumentParser, *, index_help: str | None = None
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
+def add_command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], *, help_text: str,
+                description: str, **common: Any) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` running ``func``, with the common arguments (:func:`add_common_args` with
+    ``common``); returns its parser for the command's own arguments."""
+    p = sub.add_parser(name, help=help_text, description=description)
+    add_common_args(p, **common)
+    p.set_defaults(func=func)
+    return p
+
+
 # --------------------------------------------------------------------------------------------- output
 
 
@@ -189,6 +202,27 @@ def emit(args: argparse.Namespace, result: Any, text: Callable[[Any], str]) -> N
             sys.stdout.write(s if s.endswith("\n") else s + "\n")
 
 
+def table(rows: list[dict[str, Any]], cols: list[str], fmt: dict[str, Any] | None = None,
+          indent: str = "") -> list[str]:
+    """``rows`` as text lines: a header of ``cols``, then one line per row, every column padded to its
+    widest cell and every line prefixed by ``indent``. A cell is ``fmt[col](value)`` when ``fmt`` has the
+    column, ``true``/``false`` for a bool (``_cat`` style), ``-`` for None, else ``str(value)``."""
+    fmt = fmt or {}
+    def cell(r: dict[str, Any], c: str) -> str:
+        v = r.get(c)
+        if c in fmt:
+            return str(fmt[c](v))
+        if isinstance(v, bool):
+            return str(v).lower()  # _cat style
+        return "-" if v is None else str(v)
+
+    cells = [[cell(r, c) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return [indent + line for line in out]
+
+
 def fail(args: argparse.Namespace, code: int, message: str, error_type: str = "error", **extra: Any) -> int:
     """Report an error (stderr text, or a JSON error document on stdout) and return ``code``."""
     if getattr(args, "json", False):
@@ -201,7 +235,7 @@ def fail(args: argparse.Namespace, code: int, message: str, error_type: str = "e
 
 def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Wrap a subcommand: usage problems exit 2, engine errors exit 1 with a clear message."""
-    from segstore.index.check_index import NotADataDirectoryError
+    from segstore.index.check import NotADataDirectoryError
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -228,7 +262,7 @@ def open_targets(args: argparse.Namespace, *, single: bool = False) -> Iterator[
     """``(catalog, [IndexLocation])`` for ``args.path`` / ``args.index``; the catalog is closed on exit.
     ``single``: exactly one index must be selected (else a usage error)."""
     from segstore.index.catalog import Catalog
-    from segstore.index.check_index import find_data_dir, locate
+    from segstore.index.check import find_data_dir, locate
 
     data_dir, uuid_hex = find_data_dir(args.path)
     catalog = Catalog.open(data_dir)
@@ -240,6 +274,12 @@ def open_targets(args: argparse.Namespace, *, single: bool = False) -> Iterator[
         yield catalog, targets
     finally:
         catalog.close()
+
+
+def index_reports(args: argparse.Namespace, report: Callable[[Any, Any], dict[str, Any]]) -> dict[str, Any]:
+    """``{"indices": [report(catalog, location) for every target], "catalog": catalog.stats()}``."""
+    with open_targets(args) as (catalog, targets):
+        return {"indices": [report(catalog, loc) for loc in targets], "catalog": catalog.stats()}
 
 
 # ---------------------------------------------------------------------------------------- interaction

@@ -37,7 +37,7 @@ __all__ = ["pending_operations", "recover_index", "register"]
 
 def pending_operations(loc: Any, record: dict[str, Any]) -> dict[str, Any]:
     """The acknowledged operations the commit ``record`` does not hold (read-only)."""
-    from segstore.index.check_index import iter_translog_ops
+    from segstore.index.check import iter_translog_ops
 
     committed = int(record.get("max_seq_no", -1))
     ops = [op for op in iter_translog_ops(loc.translog_dir, int(record.get("translog_generation", 1)))
@@ -76,7 +76,7 @@ def _leftovers(loc: Any, record: dict[str, Any]) -> list[str]:
 def recover_index(catalog: Any, loc: Any, *, dry_run: bool) -> dict[str, Any]:
     """Replay the translog of one index into a new commit (or, ``dry_run``, only report what would be)."""
     import segstore
-    from segstore.index.check_index import translog_summary
+    from segstore.index.check import translog_summary
     from segstore.translog import Translog
 
     record = catalog.latest_commit(loc.uuid) or {}
@@ -213,9 +213,9 @@ def _translog_text(results: list[dict[str, Any]]) -> str:
 
 @command
 def _cmd_translog(args: argparse.Namespace) -> int:
-    from segstore_tools.repair import translog_plan, truncate_translog
+    from segstore_tools.repair_translog import translog_plan, truncate_translog
 
-    from segstore.index.check_index import Status, translog_summary
+    from segstore.index.check import Status, translog_summary
     from segstore.translog import Translog
 
     results = []

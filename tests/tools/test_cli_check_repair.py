@@ -370,7 +370,7 @@ def _cut_node(blob: bytearray, base: int, count: int, node: int) -> None:
 
 def test_level3_graph_connectivity_recall_and_round_trip(capsys: pytest.CaptureFixture[str],
                                                          sample: tuple[str, Any]) -> None:
-    from segstore.index.check_index import read_header
+    from segstore.index.check import read_header
 
     data, _ = sample
     r = run_cli(capsys, "check", data, "--level", "3", "--json")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-TOOL_MODULES = ["segstore_tools.inspection", "segstore_tools.check", "segstore_tools.repair", "segstore_tools.recover",
-                "segstore_tools.maintenance"]
+TOOL_MODULES = ["segstore_tools.inspect_index", "segstore_tools.inspect_documents", "segstore_tools.inspect_stats",
+                "segstore_tools.check", "segstore_tools.repair", "segstore_tools.recover", "segstore_tools.maintenance"]
 INDEX = "s"
 N_BIG, N_SMALL = 120, 40
 DELETED = ("3", "130")
