@@ -41,7 +41,7 @@ from typing import Any
 
 import faiss as _faiss
 import numpy as np
-from segstore_codecs.segstore1.ivf_graph import IvfModel
+from segstore_codecs.segstore1.ivf_model import IvfModel
 
 from segstore.errors import IllegalArgumentError, MapperParsingError, ValidationError
 from segstore.mapping.encoders import (
