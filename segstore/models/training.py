@@ -44,12 +44,8 @@ import numpy as np
 from segstore_codecs.segstore1.ivf_model import IvfModel
 
 from segstore.errors import IllegalArgumentError, MapperParsingError, ValidationError
-from segstore.mapping.encoders import (
-    Component,
-    Ctx,
-    methods_of,
-    parse_method,
-)
+from segstore.mapping.encoders import methods_of
+from segstore.mapping.method_component import Component, Ctx, parse_method
 from segstore.mapping.knn_vector import DATA_TYPES, ENGINES, SPACES
 from segstore.mapping.method_resolution import (
     COMPRESSION_LEVELS,
