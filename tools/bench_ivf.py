@@ -35,7 +35,7 @@ from segstore_codecs.segstore1.ivf_graph import (
 )
 
 from segstore.index.field_infos import FieldInfo
-from segstore.mapping.encoders import Component
+from segstore.mapping.method_component import Component
 from segstore.models.training import TrainRequest, train_ivf
 from segstore.store import MemoryDirectory
 

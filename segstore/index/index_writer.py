@@ -17,6 +17,12 @@ merge scheduler (serial by default; the Node uses background threads). A merge h
 reads and writes; it takes both only to swap its inputs for the merged segment (``merge_commit``). Lock
 order: scheduler lock, then ``_refresh_lock``, then ``_lock``; nothing calls the scheduler while holding
 a writer lock.
+
+The class holds the state and the public API; the steps live in modules of their own, each a set of
+functions taking the writer and following the locking rules above: :mod:`.writer_mappings` (parsing a
+batch, dynamic mappings, ``put_mapping``), :mod:`.write_ops` (resolving and applying operations),
+:mod:`.realtime_get`, :mod:`.writer_refresh` (flush, pending deletes, reader reopening),
+:mod:`.writer_commit` (commit, stats), :mod:`.merge_commit` (merges) and :mod:`.writer_recovery` (open).
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -33,26 +38,30 @@ import numpy as np
 from segstore.codec.base import Codec
 from segstore.codec.registry import default_codec
 from segstore.errors import AlreadyClosedError, ValidationError
+from segstore.index import realtime_get, writer_commit, writer_mappings, writer_refresh
+from segstore.index.buffered_graphs import MIN_INCREMENTAL_VECTORS, BufferedGraphs
 from segstore.index.catalog import Catalog
 from segstore.index.directory_reader import DirectoryReader
-from segstore.index.buffered_graphs import MIN_INCREMENTAL_VECTORS, BufferedGraphs
-from segstore.index.documents_writer import flush_documents, root_doc_ids, vector_field_infos
+from segstore.index.documents_writer import vector_field_infos
 from segstore.index.file_deleter import IndexFileDeleter
 from segstore.index.file_names import WRITE_LOCK_NAME, segment_name
 from segstore.index.index_files import IndexFiles
 from segstore.index.merge_policy import MergePolicy, OneMerge
 from segstore.index.merge_scheduler import MergeScheduler, merge_config
+from segstore.index.operations import (
+    BufferedDoc,
+    DeleteOp,
+    GetResult,
+    IndexOp,
+    OpResult,
+)
+from segstore.index.segment_info import SegmentCommitInfo
 from segstore.index.segment_merger import MergeResult
 from segstore.index.settings import IndexSettings
-from segstore.index.operations import BufferedDoc, DeleteOp, GetResult, IndexOp, OpResult
-from segstore.index.segment_info import SegmentCommitInfo
-from segstore.index.segment_reader import SegmentReader, vector_to_json
 from segstore.index.version_map import VersionValue
 from segstore.index.write_ops import OpResolver
 from segstore.index.writer_recovery import open_commit, replay_translog
-from segstore.derived_source.mask import inject_source
-from segstore.mapping.document_parser import DocumentParser, ParsedDocument
-from segstore.mapping.dynamic import dynamic_properties, merge_properties
+from segstore.mapping.document_parser import DocumentParser
 from segstore.mapping.mappings import Mappings
 from segstore.models.registry import pending_models, resolve_mappings
 from segstore.search.source_filter import SourceFilter
@@ -61,7 +70,6 @@ from segstore.translog import Translog
 __all__ = ["IndexWriter"]
 
 log = logging.getLogger(__name__)
-GC_DELETES = 60.0  # index.gc_deletes default, seconds
 
 
 class IndexWriter:
@@ -222,24 +230,7 @@ class IndexWriter:
         write (one fsync under ``request`` durability) before they are applied.
         """
         self._ensure_open()
-        index_ops = [(i, op) for i, op in enumerate(ops) if isinstance(op, IndexOp)]
-        pairs = [(str(op.doc_id), op.source) for _, op in index_ops]
-        self.mappings  # noqa: B018 - resolves model fields whose model was created since (new parser)
-        parsed = self.parser.parse(pairs)
-        # Dynamic mappings come only from documents that passed validation; then those documents are
-        # parsed again so their doc values follow the new mapping (a later document of the batch that
-        # conflicts with a type introduced earlier is rejected there).
-        accepted = [j for j, p in enumerate(parsed) if not isinstance(p, ValidationError)]
-        rejected = self._apply_dynamic_mappings([index_ops[j][1] for j in accepted])
-        if rejected or self._mapping_changed:
-            self._mapping_changed = False
-            for pos, err in rejected.items():
-                parsed[accepted[pos]] = err
-            redo = [j for j in accepted if not isinstance(parsed[j], ValidationError)]
-            for j, p in zip(redo, self.parser.parse([pairs[j] for j in redo])):
-                parsed[j] = p
-        parsed_by_slot: dict[int, ParsedDocument | ValidationError] = {
-            i: p for (i, _), p in zip(index_ops, parsed)}
+        parsed_by_slot = writer_mappings.parse_documents(self, ops)
         with self._lock:
             self._ensure_open()
             results, log_ops, apply = self._resolver.resolve(ops, parsed_by_slot)
@@ -255,75 +246,17 @@ class IndexWriter:
         return results
 
     def _apply_dynamic_mappings(self, ops: Sequence[IndexOp]) -> dict[int, ValidationError]:
-        """Add OpenSearch's dynamic mappings for unmapped fields (persisted before anything is logged);
-        returns the ops rejected by a ``strict`` mapping, by position."""
-        new: dict[str, Any] = {}
-        rejected: dict[int, ValidationError] = {}
-        for j, op in enumerate(ops):
-            if isinstance(op.source, dict):
-                try:
-                    new = merge_properties(new, dynamic_properties(op.source, self.mappings))
-                except ValidationError as e:
-                    rejected[j] = e
-        if new:
-            self.put_mapping({"properties": new})
-        return rejected
+        return writer_mappings.apply_dynamic_mappings(self, ops)
 
     def put_mapping(self, body: dict[str, Any]) -> None:
         """Add fields to the mapping (existing fields keep their definition), validate, persist."""
-        with self._lock:
-            current = dict(self.meta.get("mappings") or {})
-            merged = dict(current)
-            merged["properties"] = merge_properties(current.get("properties") or {}, body.get("properties") or {})
-            if merged == current:
-                return
-            mappings = Mappings.parse(merged, index_knn=self.settings.knn)
-            meta = dict(self.meta)
-            meta["mappings"] = merged
-            self.catalog.put_index_metadata(self.index_name, {k: v for k, v in meta.items() if k != "uuid"})
-            self.meta = meta
-            self.mappings = mappings
-            self.parser = DocumentParser(self.mappings, self._derived_paths())
-            self._mapping_changed = True
+        writer_mappings.put_mapping(self, body)
 
     # ------------------------------------------------------------------------------------ realtime get
 
     def get(self, doc_id: str) -> GetResult | None:
-        """Realtime get: sees buffered documents too, like OpenSearch's GET."""
-        self._ensure_open()
-        with self._lock:
-            vv = self._resolver.current(doc_id)
-            if vv is None or vv.deleted:
-                return None
-            if vv.location is None:
-                return self._buffered_get(self._buffer[doc_id])
-            seg, doc = vv.location
-            flushing = self._flushing.get(doc_id)
-            if flushing is not None and flushing[0] == seg:
-                return self._buffered_get(flushing[2])
-            reader = self._reader.inc_ref()
-        try:
-            leaf = reader.leaf(seg)
-            if leaf is None:  # the segment was merged away between the lookup and the ref
-                return self.get(doc_id)
-            record = leaf.stored_document(doc)
-            return GetResult.from_record(doc_id, record, leaf.source(doc, record))
-        finally:
-            reader.dec_ref()
-
-    def _buffered_get(self, d: BufferedDoc) -> GetResult:
-        source = d.stored_source
-        if source is not None and self.parser.derived_paths:
-            suppliers = {}
-            for path in self.parser.derived_paths:
-                dt = self.mappings.vector_fields[path].data_type
-                if self.mappings.nested_scope(path) is None:
-                    rows = [vector_to_json(dt, d.vectors[path])] if path in d.vectors else []
-                else:  # nested vectors: in block order, one per child that has one
-                    rows = [vector_to_json(dt, vecs[path]) for _, vecs in d.children if path in vecs]
-                suppliers[path] = (lambda rows=rows: iter(rows))
-            source = inject_source(source, suppliers)
-        return GetResult(d.doc_id, d.version, d.seq_no, source, routing=d.routing)
+        """Realtime get: sees buffered documents too, like OpenSearch's GET (:mod:`.realtime_get`)."""
+        return realtime_get.get(self, doc_id)
 
     # ---------------------------------------------------------------------------------------- refresh
 
@@ -336,88 +269,8 @@ class IndexWriter:
         return done
 
     def _refresh(self) -> bool:
-        self._ensure_open()
-        with self._refresh_lock:
-            with self._lock:
-                if not self._buffer and not self._pending_deletes:
-                    return False
-                docs = list(self._buffer.values())
-                self._buffer = {}
-                graphs, self._graphs = self._graphs, self._buffered_graphs()
-                name = self._next_segment_name() if docs else None
-                if name is not None:
-                    roots = root_doc_ids(docs)
-                    self._flushing_roots = (name, np.asarray(roots, dtype=np.int64))
-                    for root, d in zip(roots, docs):
-                        self._versions[d.doc_id] = VersionValue(d.version, d.seq_no, (name, root))
-                        self._flushing[d.doc_id] = (name, root, d)
-            new_sci = None
-            if name is not None:
-                try:
-                    new_sci = flush_documents(self.codec, self.directory, name, docs, self.mappings,
-                                              self.parser.derived_paths, self.settings.approximate_threshold,
-                                              prebuilt_graph=graphs.take, grown_rows=graphs.rows)
-                except BaseException as e:  # acked ops are in the translog; a reopen replays them
-                    self._tragic(e)
-                    raise
-                finally:
-                    graphs.close()
-            else:
-                graphs.close()
-            with self._lock:
-                if new_sci is not None:
-                    self._segments.append(new_sci)
-                    self._live[new_sci.name] = None
-                self._flushing = {}
-                self._flushing_roots = ("", np.zeros(0, dtype=np.int64))
-                self._apply_pending_deletes()
-                self._open_new_reader()
-                self._last_refresh = time.monotonic()
-        return True
-
-    def _apply_pending_deletes(self) -> None:
-        # A segment's pending deletes are dropped only once its live-docs generation is written: if a write
-        # fails, that segment's and the later segments' deletes stay pending for the next refresh (they are
-        # already in the translog, but a later commit would otherwise publish the docs as live).
-        pending = self._pending_deletes
-        for i, sci in enumerate(self._segments):
-            docs = pending.get(sci.name)
-            if not docs:
-                continue
-            live = self._live[sci.name]
-            live = np.ones(sci.info.max_doc, dtype=bool) if live is None else live.copy()
-            live[np.asarray(docs, dtype=np.int64)] = False
-            del_count = int(sci.info.max_doc - live.sum())
-            if del_count != sci.del_count:
-                gen = sci.del_gen + 1
-                self.codec.live_docs_format.write(self.directory, sci.info, live, del_count, gen)
-                live.flags.writeable = False
-                self._segments[i] = SegmentCommitInfo(sci.info, gen, del_count)
-                self._live[sci.name] = live
-            del pending[sci.name]
-        if pending:  # deletes for segments that no longer exist were carried by a merge
-            log.debug("dropping pending deletes for vanished segments %s", sorted(pending))
-            pending.clear()
-
-    def _open_new_reader(self) -> None:
-        old = self._reader
-        leaves = []
-        try:
-            for sci in self._segments:
-                prev = old.leaf(sci.name)
-                if prev is not None and prev.commit_info.del_gen == sci.del_gen:
-                    prev.inc_ref()
-                    leaves.append(prev)
-                elif prev is not None:
-                    leaves.append(prev.with_live_docs(sci, self._live[sci.name]))
-                else:
-                    leaves.append(SegmentReader(self.directory, sci, self.deleter, live=self._live[sci.name]))
-        except BaseException:
-            for leaf in leaves:
-                leaf.dec_ref()
-            raise
-        self._reader = DirectoryReader(leaves, old.version + 1)
-        old.dec_ref()
+        """Refresh without looking for merges (:func:`segstore.index.writer_refresh.refresh`)."""
+        return writer_refresh.refresh(self)
 
     def needs_refresh(self, min_age: float = 0.0) -> bool:
         """True if operations were applied that no reader sees yet, and the last refresh is ``min_age`` old."""
@@ -438,44 +291,9 @@ class IndexWriter:
     # ----------------------------------------------------------------------------------------- commit
 
     def commit(self, user_data: dict[str, Any] | None = None) -> int:
-        """Durably publish everything applied so far; returns the commit generation."""
-        self._ensure_open()
-        with self._refresh_lock, self._lock:
-            self._refresh()  # no merges from here: this thread holds both writer locks
-            try:
-                new_gen = self.translog.roll_generation()
-                record = {
-                    "segments": [{"name": s.name, "id": s.info.segment_id, "codec": s.info.codec,
-                                  "max_doc": s.info.max_doc, "del_gen": s.del_gen, "del_count": s.del_count}
-                                 for s in self._segments],
-                    "segment_counter": self._segment_counter,
-                    "max_seq_no": self._max_seq_no,
-                    "translog_uuid": self._commit_record["translog_uuid"],
-                    "translog_generation": new_gen,
-                    "user_data": dict(user_data or {}),
-                    "timestamp": time.time(),
-                }
-                pk = {doc_id: vv.pk_value() for doc_id, vv in self._versions.items()}
-                gen = self.catalog.commit(self.uuid, record, pk)
-                record["generation"] = gen
-                self.translog.trim_below(new_gen)
-            except BaseException as e:
-                self._tragic(e)
-                raise
-            old_files = self._files_of(self._committed)
-            self._commit_record = record
-            self._committed = list(self._segments)
-            self.deleter.inc_ref(self._files_of(self._committed))
-            self.deleter.dec_ref(old_files)
-            # Delete tombstones stay in memory for index.gc_deletes (60 s), as OpenSearch's version map
-            # keeps them, so a re-created document continues the version sequence across a commit.
-            now = time.monotonic()
-            self._versions = {i: v for i, v in self._versions.items() if v.deleted and now - v.time < GC_DELETES}
-            return gen
-
-    @staticmethod
-    def _files_of(segments: list[SegmentCommitInfo]) -> list[str]:
-        return [f for s in segments for f in s.files()]
+        """Durably publish everything applied so far; returns the commit generation
+        (:func:`segstore.index.writer_commit.commit`)."""
+        return writer_commit.commit(self, user_data)
 
     # ----------------------------------------------------------------------------------------- merges
     # The bookkeeping lives in ``merge_commit`` (imported lazily: it imports this module's types).
@@ -529,16 +347,7 @@ class IndexWriter:
     # -------------------------------------------------------------------------------------- lifecycle
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "segments": len(self._segments),
-                "docs": sum(s.num_docs for s in self._segments),  # searchable docs, as Lucene counts them
-                "deleted_docs": sum(s.del_count for s in self._segments),
-                "buffered_docs": len(self._buffer),
-                "max_seq_no": self._max_seq_no,
-                "commit_generation": self._commit_record.get("generation", 0),
-                "translog": asdict(self.translog.stats(self._commit_record.get("translog_generation", 0))),
-            }
+        return writer_commit.stats(self)
 
     def segments(self) -> list[SegmentCommitInfo]:
         with self._lock:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from segstore.errors import IllegalArgumentError, MapperParsingError
-from segstore.mapping.encoders import V2_19, Component, Ctx, ParsedMethod, Version, parse_method
+from segstore.mapping.encoders import V2_19
+from segstore.mapping.method_component import Component, Ctx, ParsedMethod, Version, parse_method
 from segstore.mapping.method_resolution import (
     COMPRESSION_LEVELS, INDEX_CREATED_VERSION, MAX_DIMENSION, MODES, check_blocked_engine,
     check_mode_and_compression, check_space_data_type, resolve_engine, resolve_method, validate_method,

@@ -27,8 +27,10 @@ from typing import Any
 
 from segstore.errors import MapperParsingError
 from segstore.mapping.encoders import (
-    V2_17, V2_19, V3_0, V3_1, V3_6, Component, Ctx, MethodSpec, ParsedMethod, Version, auto_encoder,
-    encoder_level, encoders_of, java_type, methods_of, sq_bits_conflict, validation_failed,
+    V2_17, V2_19, V3_0, V3_1, V3_6, auto_encoder, encoder_level, encoders_of, methods_of, sq_bits_conflict,
+)
+from segstore.mapping.method_component import (
+    Component, Ctx, MethodSpec, ParsedMethod, Version, java_type, validation_failed,
 )
 
 __all__ = [

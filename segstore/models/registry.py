@@ -9,7 +9,7 @@ A model record (vector-semantics.md §5.4) is a msgpack map::
     model_blob_crc32 (int | None), model_blob_sha256 (str | None)
 
 The blob is what ``GET`` returns base64-encoded; its CRC32 is verified every time the registry decodes it.
-A decoded model (:class:`~segstore_codecs.segstore1.ivf_graph.IvfModel`) is registered in the codec's
+A decoded model (:class:`~segstore_codecs.segstore1.ivf_model.IvfModel`) is registered in the codec's
 process-wide cache under the blob's sha256, so segment writers find the trained quantizer of a field from
 its attributes alone.
 
@@ -31,7 +31,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from segstore_codecs.segstore1.ivf_graph import IvfModel, register_model
+from segstore_codecs.segstore1.ivf_model import IvfModel, register_model
 
 from segstore.errors import ValidationError
 from segstore.index.catalog import Catalog

@@ -17,7 +17,8 @@ from segstore.models.registry import (
     model_response,
     registry_for,
 )
-from segstore.models.training import parse_train_request, start_training
+from segstore.models.train_request import parse_train_request
+from segstore.models.training import start_training
 from segstore.rest.response import RestRequest, RestResponse
 
 __all__ = ["register", "search_models"]

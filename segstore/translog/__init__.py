@@ -1,5 +1,5 @@
-"""The translog (write-ahead log): see :mod:`segstore.translog.translog` for the folder layout and
-:mod:`segstore.translog.checkpoint` for the file grammars."""
+"""The translog (write-ahead log): see :mod:`segstore.translog.translog` for the folder layout,
+:mod:`segstore.translog.tlog_file` and :mod:`segstore.translog.checkpoint` for the file grammars."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The translog (write-ahead log): durable, ordered operations between index commits, after OpenSearch's.
 
-Folder layout (file grammars in :mod:`segstore.translog.checkpoint`)::
+Folder layout (file grammars in :mod:`segstore.translog.tlog_file` and :mod:`segstore.translog.checkpoint`)::
 
     translog-<gen>.tlog   operations of one generation, append-only
     translog-<gen>.ckp    final checkpoint of a rolled generation (written once, when it rolls)
@@ -27,17 +27,16 @@ from segstore.translog.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
     ckp_name,
-    encode_ops,
-    inspect_folder,
-    iter_records,
-    list_translog_files,
-    read_tlog_header,
-    tlog_header,
-    tlog_name,
-    truncate_folder,
-    verify_folder,
     write_checkpoint_atomically,
     write_checkpoint_in_place,
+)
+from segstore.translog.folder import inspect_folder, truncate_folder, verify_folder
+from segstore.translog.snapshot import OpsSnapshot
+from segstore.translog.tlog_file import (
+    encode_ops,
+    list_translog_files,
+    tlog_header,
+    tlog_name,
     wrap_os_error,
 )
 
@@ -330,7 +329,7 @@ class Translog:
                 for fh in files:
                     fh.close()
                 raise wrap_os_error(e, f"cannot open translog generation in [{self._path}]") from e
-        return _OpsSnapshot(self._uuid, plan, files)
+        return OpsSnapshot(self._uuid, plan, files)
 
     def stats(self, committed_generation: int | None = None) -> TranslogStats:
         """Counters; ``uncommitted_*`` count generations >= ``committed_generation`` (default: all)."""
@@ -434,42 +433,6 @@ class Translog:
                 return
             except Exception:  # noqa: BLE001 - already recorded as the tragic exception
                 return
-
-
-class _OpsSnapshot(Iterator[dict[str, Any]]):
-    """Iterator over a fixed set of already-open generation files; closes them when exhausted, on
-    ``close()`` / ``with``, or when garbage-collected (even if never iterated, unlike a generator)."""
-
-    def __init__(self, uuid: bytes, plan: list[tuple[int, int]], files: list[IO[bytes]]) -> None:
-        self._files = files
-        self._ops = self._generate(uuid, plan, files)
-
-    @staticmethod
-    def _generate(uuid: bytes, plan: list[tuple[int, int]], files: list[IO[bytes]]) -> Iterator[dict[str, Any]]:
-        for (g, end), fh in zip(plan, files):
-            start = read_tlog_header(fh, fh.name, uuid, g)
-            for _, op in iter_records(fh, fh.name, start, end):
-                yield op
-
-    def __next__(self) -> dict[str, Any]:
-        try:
-            return next(self._ops)
-        except BaseException:  # exhausted or failed: release the files right away
-            self.close()
-            raise
-
-    def close(self) -> None:
-        for fh in self._files:
-            fh.close()
-
-    def __enter__(self) -> _OpsSnapshot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

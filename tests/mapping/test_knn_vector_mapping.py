@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from segstore.errors import IllegalArgumentError, MapperParsingError
-from segstore.mapping.encoders import parse_method
 from segstore.mapping.knn_vector import ENGINES, SPACES, KnnVectorMapping, _parse, parse_knn_vector
 from segstore.mapping.mappings import Mappings
+from segstore.mapping.method_component import parse_method
 from segstore.mapping.method_resolution import INDEX_CREATED_VERSION, resolve_engine
 
 

@@ -54,7 +54,7 @@ def _die() -> None:
 
 
 def _install(point: str, armed: dict[str, bool]) -> None:
-    import segstore.index.index_writer as iw
+    import segstore.index.writer_refresh as wr
     from segstore.index.catalog import Catalog
     from segstore.index.segment_merger import SegmentMerger
     from segstore.store.fs_directory import FSDirectory
@@ -75,7 +75,7 @@ def _install(point: str, armed: dict[str, bool]) -> None:
 
         FSDirectory.create_output = create_output  # type: ignore[method-assign]
     elif point == "flush.after":
-        orig_flush = iw.flush_documents
+        orig_flush = wr.flush_documents
 
         def flush_documents(*a: Any, **k: Any) -> Any:
             result = orig_flush(*a, **k)
@@ -83,7 +83,7 @@ def _install(point: str, armed: dict[str, bool]) -> None:
                 _die()
             return result
 
-        iw.flush_documents = flush_documents
+        wr.flush_documents = flush_documents
     elif point.startswith("commit."):
         orig_commit = Catalog.commit
 

@@ -15,13 +15,15 @@ from segstore.errors import TranslogCorruptedError
 from segstore.translog import Checkpoint
 from segstore.translog.checkpoint import (
     CHECKPOINT_SIZE,
+    write_checkpoint_atomically,
+    write_checkpoint_in_place,
+)
+from segstore.translog.tlog_file import (
     RecordCorruptedError,
     encode_ops,
     iter_records,
     read_tlog_header,
     tlog_header,
-    write_checkpoint_atomically,
-    write_checkpoint_in_place,
 )
 
 UUID = bytes(range(16))

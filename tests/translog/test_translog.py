@@ -21,9 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segstore.errors import AlreadyClosedError, DiskFullError, StorageIOError, TranslogCorruptedError
+from segstore.errors import (
+    AlreadyClosedError,
+    DiskFullError,
+    StorageIOError,
+    TranslogCorruptedError,
+)
 from segstore.translog import Checkpoint, Translog, TranslogStats
-from segstore.translog.checkpoint import encode_ops, tlog_header_length
+from segstore.translog.tlog_file import encode_ops, tlog_header_length
 
 UUID = bytes.fromhex("0123456789abcdef0123456789abcdef")
 

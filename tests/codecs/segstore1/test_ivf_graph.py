@@ -29,7 +29,7 @@ POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
 def _req(dim: int, data_type: str, space: str, nlist: int, encoder: str | None = None) -> TrainRequest:
-    from segstore.mapping.encoders import Component
+    from segstore.mapping.method_component import Component
 
     enc = Component(encoder, {}) if encoder else None
     params: dict[str, Any] = {"nlist": nlist, "nprobes": 1}
