@@ -209,16 +209,17 @@ class IndexWriter:
 
     def index(self, doc_id: str, source: dict[str, Any], *, op_type: str = "index",
               if_seq_no: int | None = None, if_primary_term: int | None = None,
-              routing: str | None = None) -> OpResult:
+              routing: str | None = None, version: int | None = None, version_type: str = "internal") -> OpResult:
         """Index one document; raises the typed error if it is rejected."""
-        (res,) = self.bulk([IndexOp(doc_id, source, op_type, if_seq_no, if_primary_term, routing)])
+        (res,) = self.bulk([IndexOp(doc_id, source, op_type, if_seq_no, if_primary_term, routing, version,
+                                    version_type)])
         if isinstance(res, ValidationError):
             raise res
         return res
 
-    def delete(self, doc_id: str, *, if_seq_no: int | None = None,
-               if_primary_term: int | None = None) -> OpResult:
-        (res,) = self.bulk([DeleteOp(doc_id, if_seq_no, if_primary_term)])
+    def delete(self, doc_id: str, *, if_seq_no: int | None = None, if_primary_term: int | None = None,
+               version: int | None = None, version_type: str = "internal") -> OpResult:
+        (res,) = self.bulk([DeleteOp(doc_id, if_seq_no, if_primary_term, version, version_type)])
         if isinstance(res, ValidationError):
             raise res
         return res

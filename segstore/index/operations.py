@@ -24,6 +24,10 @@ class IndexOp:
     if_seq_no: int | None = None
     if_primary_term: int | None = None
     routing: str | None = None
+    # External versioning: the document takes ``version``, which must be higher than the current one
+    # (``external``) or at least as high (``external_gte``). ``internal``: the writer counts versions.
+    version: int | None = None
+    version_type: str = "internal"
 
 
 @dataclass
@@ -31,6 +35,8 @@ class DeleteOp:
     doc_id: str
     if_seq_no: int | None = None
     if_primary_term: int | None = None
+    version: int | None = None
+    version_type: str = "internal"
 
 
 @dataclass

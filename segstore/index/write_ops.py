@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from segstore.errors import ValidationError, VersionConflictError
-from segstore.index.operations import PRIMARY_TERM, BufferedDoc, DeleteOp, IndexOp, OpResult
+from segstore.index.operations import (
+    PRIMARY_TERM,
+    BufferedDoc,
+    DeleteOp,
+    IndexOp,
+    OpResult,
+)
 from segstore.index.version_map import VersionValue
 from segstore.mapping.document_parser import ParsedDocument
 
@@ -40,6 +46,30 @@ def _seq_no_conflict(doc_id: str, cur: VersionValue | None, if_seq_no: int | Non
             f"[{doc_id}]: version conflict, required seqNo [{if_seq_no}], primary term [{term}]. current "
             f"document has seqNo [{cur.seq_no}] and primary term [{PRIMARY_TERM}]")
     return None
+
+
+def _external_conflict(doc_id: str, cur: VersionValue | None, version: int | None,
+                       version_type: str) -> VersionConflictError | None:
+    """``VersionType.EXTERNAL[_GTE]#isVersionConflictForWrites``: the current version (a delete's tombstone
+    counts while it is kept) must be below the given one (``external``) or not above it (``external_gte``)."""
+    if version_type == "internal" or cur is None:
+        return None
+    assert version is not None
+    if version_type == "external" and cur.version >= version:
+        return VersionConflictError(f"[{doc_id}]: version conflict, current version [{cur.version}] is higher or "
+                                    f"equal to the one provided [{version}]")
+    if version_type == "external_gte" and cur.version > version:
+        return VersionConflictError(f"[{doc_id}]: version conflict, current version [{cur.version}] is higher than "
+                                    f"the one provided [{version}]")
+    return None
+
+
+def _next_version(cur: VersionValue | None, version: int | None, version_type: str) -> int:
+    """Internal versioning counts from 1; external versioning takes the request's version."""
+    if version_type != "internal":
+        assert version is not None
+        return version
+    return cur.version + 1 if cur is not None else 1
 
 
 class OpResolver:
@@ -76,7 +106,8 @@ class OpResolver:
                 pk = committed.get(doc_id)
                 cur = VersionValue.from_pk(pk) if pk is not None else None
             exists = cur is not None and not cur.deleted
-            conflict = _seq_no_conflict(doc_id, cur, op.if_seq_no, op.if_primary_term)
+            conflict = _seq_no_conflict(doc_id, cur, op.if_seq_no, op.if_primary_term) \
+                or _external_conflict(doc_id, cur, op.version, op.version_type)
             if isinstance(op, IndexOp):
                 p = parsed[i]
                 if isinstance(p, ValidationError):
@@ -90,7 +121,7 @@ class OpResolver:
                     results.append(conflict)
                     continue
                 seq_no += 1
-                version = cur.version + 1 if cur is not None else 1
+                version = _next_version(cur, op.version, op.version_type)
                 doc = BufferedDoc(doc_id, seq_no, version, p.stored_source, p.vectors, p.doc_values,
                                   tuple((c.path, c.vectors) for c in p.children), op.routing)
                 log_ops.append(doc.to_translog())
@@ -102,7 +133,7 @@ class OpResolver:
                     results.append(conflict)
                     continue
                 seq_no += 1
-                version = cur.version + 1 if cur is not None else 1
+                version = _next_version(cur, op.version, op.version_type)
                 log_ops.append({"op": "delete", "seq_no": seq_no, "version": version, "id": doc_id})
                 results.append(OpResult(doc_id, "deleted" if exists else "not_found", version, seq_no))
                 apply.append(lambda d=doc_id, c=cur, v=version, s=seq_no: self.apply_delete(d, c, v, s))

@@ -19,17 +19,43 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from segstore.errors import IllegalArgumentError, IndexNotFoundError, MapperParsingError, SegstoreError, ValidationError
+from segstore.errors import (
+    IllegalArgumentError,
+    IndexNotFoundError,
+    MapperParsingError,
+    SegstoreError,
+    ValidationError,
+)
 from segstore.index.operations import DeleteOp, IndexOp, OpResult
 from segstore.node import Node
-from segstore.rest.handlers_docs import (apply_refresh, auto_id, fetch_source_requested, op_json, require_routing,
-                                         writer_for_write)
-from segstore.rest.handlers_update import (UpdateSpec, apply_update, parse_update_body, update_messages,
-                                           with_forced_refresh)
+from segstore.rest.handlers_docs import (
+    apply_refresh,
+    auto_id,
+    fetch_source_requested,
+    op_json,
+    require_routing,
+    writer_for_write,
+)
+from segstore.rest.handlers_update import (
+    UpdateSpec,
+    apply_update,
+    parse_update_body,
+    update_messages,
+    with_forced_refresh,
+)
 from segstore.rest.response import RestRequest, RestResponse, render_error
 from segstore.rest.router import JsonSyntaxError, Router, decode_text
-from segstore.rest.validation import (cas_messages, cas_values, id_messages, refresh_policy, token_name,
-                                      validation_error, version_messages, with_shard)
+from segstore.rest.validation import (
+    cas_messages,
+    cas_values,
+    external_version,
+    id_messages,
+    refresh_policy,
+    token_name,
+    validation_error,
+    version_messages,
+    with_shard,
+)
 from segstore.search.source_filter import SourceFilter, parse_source_param
 
 __all__ = ["bulk", "parse_bulk", "register", "BulkItem"]
@@ -185,7 +211,8 @@ def _validate(items: list[BulkItem]) -> None:
             if create and (if_seq_no is not None or if_primary_term is not None):
                 msgs.append("create operations do not support compare and set. use index instead")
             m["op_type"] = "create" if create or not it.doc_id else "index"  # auto ids are always new
-        msgs += version_messages(m.get("version"), m.get("version_type"), if_seq_no=if_seq_no)
+        msgs += version_messages(m.get("version"), m.get("version_type"), if_seq_no=if_seq_no,
+                                 create=it.action != "delete" and m.get("op_type") == "create")
         msgs += cas_messages(if_seq_no, if_primary_term) + id_messages(it.doc_id)
     if msgs:
         raise validation_error(msgs)
@@ -252,10 +279,12 @@ def bulk(node: Node, req: RestRequest) -> RestResponse:
         except SegstoreError as e:
             results[slot] = _item_error(it.action, index, doc_id, e)
             continue
+        version, version_type = external_version(m.get("version"), m.get("version_type"))
         if it.action == "delete":
-            op: IndexOp | DeleteOp = DeleteOp(doc_id, m["if_seq_no"], m["if_primary_term"])
+            op: IndexOp | DeleteOp = DeleteOp(doc_id, m["if_seq_no"], m["if_primary_term"], version, version_type)
         else:
-            op = IndexOp(doc_id, it.source, m["op_type"], m["if_seq_no"], m["if_primary_term"], m.get("routing"))
+            op = IndexOp(doc_id, it.source, m["op_type"], m["if_seq_no"], m["if_primary_term"], m.get("routing"),
+                         version, version_type)
         pending.setdefault(index, []).append((slot, op))
     run_pending()
     for index in dict.fromkeys(str(it.index) for it in items):

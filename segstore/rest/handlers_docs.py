@@ -11,15 +11,33 @@ import base64
 import os
 from typing import Any
 
-from segstore.errors import (IllegalArgumentError, IndexNotFoundError, MapperParsingError, ParseError,
-                             RoutingMissingError, SegstoreError, ValidationError)
+from segstore.errors import (
+    IllegalArgumentError,
+    IndexNotFoundError,
+    MapperParsingError,
+    ParseError,
+    RoutingMissingError,
+    SegstoreError,
+    ValidationError,
+)
 from segstore.index.index_writer import IndexWriter
 from segstore.index.operations import GetResult, OpResult
 from segstore.node import Node
 from segstore.rest.response import RestRequest, RestResponse
 from segstore.rest.router import JsonSyntaxError, Router, parse_json
-from segstore.rest.validation import (cas_messages, cas_params, id_messages, long_param, read_conflict, read_version,
-                                      refresh_policy, validation_error, version_messages, with_shard)
+from segstore.rest.validation import (
+    cas_messages,
+    cas_params,
+    external_version,
+    id_messages,
+    long_param,
+    read_conflict,
+    read_version,
+    refresh_policy,
+    validation_error,
+    version_messages,
+    with_shard,
+)
 from segstore.search.searcher import IndexSearcher
 from segstore.search.source_filter import SourceFilter, parse_source_param
 
@@ -114,10 +132,12 @@ def _index(node: Node, req: RestRequest, op_type: str) -> RestResponse:
     msgs = []
     if op_type == "create" and (if_seq_no is not None or if_primary_term is not None):
         msgs.append("create operations do not support compare and set. use index instead")
-    msgs += version_messages(long_param(req, "version"), req.param("version_type"), if_seq_no=if_seq_no)
+    version, version_type = long_param(req, "version"), req.param("version_type")
+    msgs += version_messages(version, version_type, if_seq_no=if_seq_no, create=op_type == "create")
     msgs += cas_messages(if_seq_no, if_primary_term) + id_messages(doc_id)
     if msgs:
         raise validation_error(msgs)
+    version, version_type = external_version(version, version_type)
     source = _source_body(req)
     w = writer_for_write(node, name)
     doc_id = doc_id or auto_id()
@@ -125,7 +145,7 @@ def _index(node: Node, req: RestRequest, op_type: str) -> RestResponse:
     require_routing(w, name, doc_id, routing)
     try:
         res = w.index(doc_id, source, op_type=op_type, if_seq_no=if_seq_no, if_primary_term=if_primary_term,
-                      routing=routing)
+                      routing=routing, version=version, version_type=version_type)
     except SegstoreError as e:
         raise with_shard(e, name, w.uuid) from None
     forced = apply_refresh(w, policy)
@@ -209,14 +229,17 @@ def delete_doc(node: Node, req: RestRequest) -> RestResponse:
     name, doc_id = req.path_params["index"], req.path_params["id"]
     policy = refresh_policy(req)
     if_seq_no, if_primary_term = cas_params(req)
-    msgs = version_messages(long_param(req, "version"), req.param("version_type"), if_seq_no=if_seq_no)
+    version, version_type = long_param(req, "version"), req.param("version_type")
+    msgs = version_messages(version, version_type, if_seq_no=if_seq_no)
     msgs += cas_messages(if_seq_no, if_primary_term) + id_messages(doc_id)
     if msgs:
         raise validation_error(msgs)
+    version, version_type = external_version(version, version_type)
     w = node.writer(name)
     require_routing(w, name, doc_id, req.param("routing"))
     try:
-        res = w.delete(doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
+        res = w.delete(doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term, version=version,
+                       version_type=version_type)
     except SegstoreError as e:
         raise with_shard(e, name, w.uuid) from None
     forced = apply_refresh(w, policy)

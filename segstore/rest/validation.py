@@ -14,8 +14,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from segstore.errors import (DocumentMissingError, IllegalArgumentError, SegstoreError, ValidationError,
-                             VersionConflictError)
+from segstore.errors import (
+    DocumentMissingError,
+    IllegalArgumentError,
+    SegstoreError,
+    ValidationError,
+    VersionConflictError,
+)
 from segstore.rest.response import RestRequest
 
 __all__ = ["token_name", "validation_error", "refresh_policy", "long_param", "int_param", "cas_params",
@@ -109,17 +114,23 @@ def id_messages(doc_id: str | None) -> list[str]:
     return []
 
 
-def version_messages(version: int | None, version_type: str | None, *, if_seq_no: int | None) -> list[str]:
-    """The versioning half of ``validateSeqNoBasedCASParams``.
+def version_messages(version: int | None, version_type: str | None, *, if_seq_no: int | None,
+                     create: bool = False) -> list[str]:
+    """The versioning half of ``IndexRequest#validate`` / ``validateSeqNoBasedCASParams``.
 
-    Internal versioning cannot be used for writes (OpenSearch's own rule, reproduced exactly). External
-    versioning (``external`` / ``external_gte``) needs the writer to take the version from the request,
-    which segstore's writer does not do: it is rejected explicitly instead of being ignored."""
+    Internal versioning cannot be used for writes (OpenSearch's own rule). External versioning
+    (``external``: the given version must be higher than the current one; ``external_gte``: at least as high)
+    needs a version >= 0, cannot be combined with ``if_seq_no``, and not with ``create``."""
     if version_type is not None and version_type not in _VERSION_TYPES:
         raise IllegalArgumentError(f"No version type match [{version_type}]")
     if version_type in ("external", "external_gte"):
-        raise IllegalArgumentError(f"version_type [{version_type}] is not supported by segstore: external "
-                                   "versioning is not implemented; use if_seq_no and if_primary_term")
+        if create:
+            return ["create operations only support internal versioning. use index instead"]
+        given = _MATCH_ANY if version is None else version
+        msgs = [] if given >= 0 else [f"illegal version value [{given}] for version type [{version_type.upper()}]"]
+        if if_seq_no is not None:
+            msgs.append("compare and write operations can not use versioning")
+        return msgs
     if version is None or version == _MATCH_ANY:
         return []
     if version == _MATCH_DELETED:
@@ -132,6 +143,13 @@ def version_messages(version: int | None, version_type: str | None, *, if_seq_no
     if if_seq_no is not None:
         msgs.append("compare and write operations can not use versioning")
     return msgs
+
+
+def external_version(version: int | None, version_type: str | None) -> tuple[int | None, str]:
+    """``(version, version_type)`` for the writer: the version only matters for external versioning."""
+    if version_type in ("external", "external_gte"):
+        return version, version_type
+    return None, "internal"
 
 
 def read_version(req: RestRequest) -> int | None:

@@ -255,3 +255,21 @@ def test_missing_index_in_an_empty_path_creates_nothing(tmp_path: Any, fn: str) 
     with pytest.raises(IndexNotFoundError, match=r"no such index \[x\]"):
         getattr(segstore, fn)(str(target), "x")
     assert not target.exists()
+
+
+def test_external_versions_survive_replay_and_commit(tmp_path: Any) -> None:
+    from segstore.errors import VersionConflictError
+
+    data = str(tmp_path / "d")
+    mappings = {"properties": {"v": {"type": "knn_vector", "dimension": 2}}}
+    w = segstore.create_index(data, "ext", settings={"index.knn": True}, mappings=mappings)
+    assert w.index("a", {"v": [1, 2]}, version=7, version_type="external").version == 7
+    w.commit()
+    assert w.index("b", {"v": [3, 4]}, version=40, version_type="external").version == 40
+    w.close(commit=False)  # "b" lives in the translog only
+    with segstore.open_index(data, "ext") as w2:
+        assert (w2.get("a").version, w2.get("b").version) == (7, 40)
+        with pytest.raises(VersionConflictError, match=r"current version \[40\] is higher or equal to the one "
+                                                       r"provided \[40\]"):
+            w2.index("b", {"v": [0, 0]}, version=40, version_type="external")
+        assert w2.index("a", {"v": [5, 6]}).version == 8  # internal versioning counts on from there

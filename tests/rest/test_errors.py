@@ -208,15 +208,40 @@ def test_version_conflicts(client, seeded):
     assert state(client, seeded) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-10: external versioning is not implemented (IndexWriter.index takes no "
-                   "version; see test_versioning_params_are_rejected): version_type=external is rejected with 400")
 def test_external_versioning(client, seeded):
     r = client.index(index=seeded, id="ext", body={"v": [1, 1]}, version=5, version_type="external")
-    assert r["_version"] == 5
-    _, info = fail(lambda: client.index(index=seeded, id="ext", body={"v": [2, 2]}, version=3,
+    assert (r["_version"], r["result"]) == (5, "created")
+    for version in (3, 5):  # external: the given version must be higher than the current one
+        _, info = fail(lambda: client.index(index=seeded, id="ext", body={"v": [2, 2]}, version=version,
+                                            version_type="external"), ConflictError)
+        assert_error(info, 409, "version_conflict_engine_exception",
+                     f"[ext]: version conflict, current version [5] is higher or equal to the one provided [{version}]")
+    r = client.index(index=seeded, id="ext", body={"v": [3, 3]}, version=5, version_type="external_gte")
+    assert (r["_version"], r["result"]) == (5, "updated")  # external_gte: equal is enough
+    _, info = fail(lambda: client.index(index=seeded, id="ext", body={"v": [4, 4]}, version=4,
+                                        version_type="external_gte"), ConflictError)
+    assert_error(info, 409, "version_conflict_engine_exception",
+                 "[ext]: version conflict, current version [5] is higher than the one provided [4]")
+    assert client.get(index=seeded, id="ext")["_source"] == {"v": [3.0, 3.0]}
+    _, info = fail(lambda: client.delete(index=seeded, id="ext", version=5, version_type="external"), ConflictError)
+    assert_error(info, 409, "version_conflict_engine_exception",
+                 "[ext]: version conflict, current version [5] is higher or equal to the one provided [5]")
+    r = client.delete(index=seeded, id="ext", version=9, version_type="external")
+    assert (r["_version"], r["result"]) == (9, "deleted")
+    # the delete's tombstone keeps version 9: an older external write is still a conflict
+    _, info = fail(lambda: client.index(index=seeded, id="ext", body={"v": [5, 5]}, version=8,
                                         version_type="external"), ConflictError)
-    assert info["error"]["reason"] == "[ext]: version conflict, current version [5] is higher or equal to the one " \
-                                      "provided [3]"
+    assert "current version [9] is higher or equal to the one provided [8]" in info["error"]["reason"]
+    bulk = client.bulk(body=[{"index": {"_index": seeded, "_id": "ext", "version": 12, "version_type": "external"}},
+                             {"v": [6, 6]},
+                             {"index": {"_index": seeded, "_id": "ext", "version": 11, "version_type": "external"}},
+                             {"v": [7, 7]}])
+    assert bulk["errors"] is True
+    first, second = (item["index"] for item in bulk["items"])
+    assert (first["status"], first["_version"], first["result"]) == (201, 12, "created")
+    assert second["status"] == 409 and second["error"]["reason"] == \
+        "[ext]: version conflict, current version [12] is higher or equal to the one provided [11]"
+    assert client.get(index=seeded, id="ext")["_version"] == 12
 
 
 def test_if_seq_no_without_primary_term(client, seeded):

@@ -117,15 +117,25 @@ def test_create_index_body_errors(client, index_name):
 
 
 def test_versioning_params_are_rejected(client, idx):
-    """Internal versioning gets OpenSearch's validation error; external versioning is not implemented and is
-    rejected explicitly (never silently ignored)."""
+    """Internal versioning gets OpenSearch's validation error; external versioning needs a version >= 0, and
+    neither ``create`` nor ``if_seq_no`` combine with it (IndexRequest#validate)."""
     info = fail(lambda: client.index(index=idx, id="1", body={"v": [2, 2]}, version=2), RequestError)
     assert info["error"]["type"] == "action_request_validation_exception"
     assert info["error"]["reason"] == ("Validation Failed: 1: internal versioning can not be used for optimistic "
                                        "concurrency control. Please use `if_seq_no` and `if_primary_term` instead;")
-    info = fail(lambda: client.index(index=idx, id="ext", body={"v": [2, 2]}, version=5, version_type="external"),
+    info = fail(lambda: client.index(index=idx, id="ext", body={"v": [2, 2]}, version_type="external"),
                 RequestError)
-    assert info["error"]["type"] == "illegal_argument_exception" and "external" in info["error"]["reason"]
+    assert info["error"]["reason"] == "Validation Failed: 1: illegal version value [-3] for version type [EXTERNAL];"
+    info = fail(lambda: client.index(index=idx, id="ext", body={"v": [2, 2]}, version=-2, version_type="external_gte"),
+                RequestError)
+    assert info["error"]["reason"] == "Validation Failed: 1: illegal version value [-2] for version type [EXTERNAL_GTE];"
+    info = fail(lambda: client.create(index=idx, id="ext", body={"v": [2, 2]}, version=3, version_type="external"),
+                RequestError)
+    assert info["error"]["reason"] == \
+        "Validation Failed: 1: create operations only support internal versioning. use index instead;"
+    info = fail(lambda: client.index(index=idx, id="1", body={"v": [2, 2]}, version=3, version_type="external",
+                                     if_seq_no=0, if_primary_term=1), RequestError)
+    assert info["error"]["reason"] == "Validation Failed: 1: compare and write operations can not use versioning;"
     info = fail(lambda: client.delete(index=idx, id="1", version=1, version_type="foo"), RequestError)
     assert info["error"]["reason"] == "No version type match [foo]"
     info = fail(lambda: client.update(index=idx, id="1", body={"doc": {"x": 1}}, params={"version": 1}), RequestError)
