@@ -92,6 +92,7 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     sf = parse_source_param(body.get("_source", req.param("_source")), req.param("_source_includes"),
                             req.param("_source_excludes"))
     allow_partial = req.bool_param("allow_partial_search_results", True)
+    _reject_aggregations(body)
     track = track_total_hits(body, req)
     keys = parse_sort(body.get("sort"), req.param("sort"))
     search_after = body.get("search_after")
@@ -151,6 +152,15 @@ def search(node: Node, req: RestRequest) -> RestResponse:
         hits = {"total": hits_total, **hits}
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
                               "_shards": shards_json(len(shards), failures), "hits": hits})
+
+
+def _reject_aggregations(body: dict[str, Any]) -> None:
+    """segstore computes no aggregation yet: refuse them, naming each, rather than answer without them."""
+    for key in ("aggs", "aggregations"):
+        for name, spec in (body.get(key) or {}).items():
+            kinds = [k for k in (spec or {}) if k not in ("meta", "aggs", "aggregations")] or ["?"]
+            raise IllegalArgumentError(f"segstore does not support aggregations: cannot run the [{kinds[0]}] "
+                                       f"aggregation [{name}]")
 
 
 def _insert_sort(hit: dict[str, Any], values: list[Any]) -> None:
