@@ -13,7 +13,7 @@ from typing import Any
 
 from segstore.errors import IllegalArgumentError
 
-__all__ = ["IndexSettings", "flatten_settings", "parse_time_seconds"]
+__all__ = ["IndexSettings", "flatten_settings", "parse_time_seconds", "DYNAMIC", "PRIVATE", "KNOWN"]
 
 # name -> default (None = no default value, only accepted)
 _KNOWN: dict[str, Any] = {
@@ -47,6 +47,20 @@ _KNOWN: dict[str, Any] = {
     "index.version.created": None,
 }
 _FINAL = {"index.knn.derived_source.enabled", "index.knn", "index.number_of_shards"}
+KNOWN = frozenset(_KNOWN)
+# Settings an open index can change (``Property.Dynamic`` in OpenSearch and the k-NN plugin)
+DYNAMIC = frozenset({
+    "index.knn.algo_param.ef_search", "index.knn.advanced.approximate_threshold",
+    "index.knn.advanced.filtered_exact_search_threshold", "index.knn.disk.vector.shard_level_rescoring_disabled",
+    "index.translog.durability", "index.translog.sync_interval", "index.translog.flush_threshold_size",
+    "index.number_of_replicas", "index.refresh_interval", "index.max_result_window", "index.max_inner_result_window",
+    "index.merge.policy.segments_per_tier", "index.merge.policy.max_merge_at_once",
+    "index.merge.policy.max_merged_segment", "index.merge.policy.floor_segment",
+    "index.merge.policy.deletes_pct_allowed", "index.merge.policy.expunge_deletes_allowed",
+    "index.merge.scheduler.max_thread_count", "index.mapping.total_fields.limit", "index.mapping.depth.limit",
+})
+# ``Property.PrivateIndex``: managed by OpenSearch, never updatable
+PRIVATE = frozenset({"index.uuid", "index.creation_date", "index.provided_name", "index.version.created"})
 
 
 def flatten_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -144,6 +158,7 @@ class IndexSettings:
 
         TieredMergePolicy.from_settings(flat)
         ConcurrentMergeScheduler.from_settings(flat)
+        _check_values(flat)
         return cls(
             raw=flat,
             knn=knn,
@@ -164,3 +179,18 @@ class IndexSettings:
     def is_final(name: str) -> bool:
         """Settings that can only be set at index creation."""
         return name in _FINAL
+
+
+def _check_values(flat: dict[str, Any]) -> None:
+    """Type and bound checks of the plain dynamic settings (``Setting#get`` in OpenSearch)."""
+    for name, minimum in (("index.number_of_replicas", 0), ("index.max_result_window", 1),
+                          ("index.max_inner_result_window", 0), ("index.mapping.total_fields.limit", 0),
+                          ("index.mapping.depth.limit", 1)):
+        if flat.get(name) is not None:
+            _int(name, flat[name], minimum)
+    if flat.get("index.refresh_interval") is not None:
+        parse_time_seconds(flat["index.refresh_interval"], "index.refresh_interval")
+    sync = flat.get("index.translog.sync_interval")
+    if sync is not None and parse_time_seconds(sync, "index.translog.sync_interval") < 0.1:
+        raise IllegalArgumentError(f"failed to parse value [{sync}] for setting [index.translog.sync_interval], "
+                                   "must be >= [100ms]")

@@ -10,7 +10,8 @@ from segstore.errors import IllegalArgumentError, ParseError, ResourceAlreadyExi
 from segstore.index.index_writer import IndexWriter
 from segstore.node import Node
 from segstore.rest.response import RestRequest, RestResponse
-from segstore.rest.router import JsonSyntaxError, Router, parse_json
+from segstore.rest.router import JsonSyntaxError, Router, json_body, parse_json
+from segstore.search.query_dsl import ParsingError
 from segstore.rest.validation import int_param, token_name, validation_error
 
 __all__ = ["register", "VERSION", "targets", "structured_settings"]
@@ -153,6 +154,30 @@ def _flat_settings(node: Node, name: str) -> dict[str, Any]:
 def _settings_of(node: Node, name: str, flat: bool = False) -> dict[str, Any]:
     settings = _flat_settings(node, name)
     return dict(sorted(settings.items())) if flat else structured_settings(settings)
+
+
+def put_settings(node: Node, req: RestRequest) -> RestResponse:
+    """``RestUpdateSettingsAction``: the body is the settings, or ``{"settings": {...}}``; all target indices
+    are validated before any is changed."""
+    from segstore.index.settings import flatten_settings  # noqa: PLC0415
+    from segstore.index.writer_settings import apply_settings, check_update, merged_settings  # noqa: PLC0415
+
+    body = json_body(req, required=True)
+    if not isinstance(body, dict):
+        raise ParsingError(f"Expected [START_OBJECT] but found [{token_name(body)}]")
+    inner = body.get("settings")
+    changes = flatten_settings(inner if isinstance(inner, dict) else body)
+    if not changes:
+        raise validation_error(["no settings to update"])
+    names = targets(node, req.path_params.get("index"))
+    writers = [node.writer(n) for n in names]
+    check_update(changes, [f"{w.index_name}/{w.uuid.hex()}" for w in writers])
+    preserve = req.bool_param("preserve_existing")
+    updates = [merged_settings(dict(w.meta.get("settings") or {}), changes, preserve, w.mappings.source_enabled)[0]
+               for w in writers]
+    for w, flat in zip(writers, updates):
+        apply_settings(w, flat)
+    return RestResponse(200, {"acknowledged": True})
 
 
 def get_index(node: Node, req: RestRequest) -> RestResponse:
@@ -305,6 +330,8 @@ def register(r: Router) -> None:
         r.add("GET", path, get_mapping, "local ignore_unavailable allow_no_indices expand_wildcards include_type_name")
     for path in ("/{index}/_settings", "/_settings"):
         r.add("GET", path, get_settings, "local include_defaults ignore_unavailable allow_no_indices expand_wildcards flat_settings")
+        r.add("PUT", path, put_settings, "preserve_existing timeout master_timeout cluster_manager_timeout "
+              "ignore_unavailable allow_no_indices expand_wildcards flat_settings")
     for path in ("/_refresh", "/{index}/_refresh"):
         for m in ("POST", "GET"):
             r.add(m, path, refresh, "ignore_unavailable allow_no_indices expand_wildcards")

@@ -12,16 +12,18 @@ from segstore.rest.handlers_docs import writer_for_write
 from segstore.rest.handlers_indices import targets
 from segstore.rest.response import RestRequest, RestResponse, render_error
 from segstore.rest.router import Router, json_body
+from segstore.rest.search_options import SortContext, render_total, track_total_hits
 from segstore.rest.search_phase import Shard, run_query_phase, shards_json
 from segstore.rest.validation import int_param, token_name
 from segstore.search.fetch_fields import parse_fields
 from segstore.search.query_dsl import ParsedQuery, ParsingError, parse_query
 from segstore.search.searcher import IndexSearcher
+from segstore.search.sort import parse_sort
 from segstore.search.source_filter import parse_source_param
 
 __all__ = ["register"]
 
-_SEARCH_PARAMS = ("size from _source _source_includes _source_excludes track_total_hits rest_total_hits_as_int "
+_SEARCH_PARAMS = ("size from sort track_scores _source _source_includes _source_excludes track_total_hits rest_total_hits_as_int "
                   "search_type typed_keys allow_partial_search_results request_cache preference routing "
                   "ignore_unavailable allow_no_indices expand_wildcards batched_reduce_size ccs_minimize_roundtrips "
                   "max_concurrent_shard_requests pre_filter_shard_size seq_no_primary_term version explain")
@@ -90,17 +92,41 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     sf = parse_source_param(body.get("_source", req.param("_source")), req.param("_source_includes"),
                             req.param("_source_excludes"))
     allow_partial = req.bool_param("allow_partial_search_results", True)
+    _reject_aggregations(body)
+    track = track_total_hits(body, req)
+    keys = parse_sort(body.get("sort"), req.param("sort"))
+    search_after = body.get("search_after")
+    if search_after is not None and not isinstance(search_after, list):
+        search_after = [search_after]
+    sorting = SortContext(keys or [], search_after, {})
+    track_scores = req.bool_param("track_scores", bool(body.get("track_scores", False)))
     shards = _searchers(node, req.path_params.get("index"))
+
+    def check(si: int, shard: Shard) -> None:
+        if keys is None and search_after is not None:
+            raise IllegalArgumentError("Sort must contain at least one field.")
+        if keys is not None:
+            sorting.check(si, shard.searcher.mappings, start)
+
+    sort_json: list[list[Any]] = []
     try:
         parsed = _parse_all(shards, body.get("query"))
-        results, failures = run_query_phase(node, shards, parsed, start + size, allow_partial)
+        results, failures = run_query_phase(node, shards, parsed, start + size, allow_partial, check)
         total = sum(n for _, n, _ in results)
-        found = [(score, si, leaf, doc) for si, _, hits in results for score, leaf, doc in hits]
-        if any(parsed[si].knn is not None for si, _, _ in results):
-            found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
+        if keys is not None:
+            found, columns = sorting.order({si: shards[si].searcher.reader for si, _, _ in results}, results)
+            sort_json = sorting.values(columns, start, start + size)
+            if not (track_scores or sorting.tracks_scores):  # a field sort computes no scores
+                found = [(None, si, leaf, doc) for _, si, leaf, doc in found]
+        else:
+            found = [(score, si, leaf, doc) for si, _, hits in results for score, leaf, doc in hits]
+            if any(parsed[si].knn is not None for si, _, _ in results):
+                found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
         page = found[start:start + size]
         fields = parse_fields(body["fields"]) if body.get("fields") is not None else None
         hits_json = [shards[si].searcher.hit_json(score, leaf, doc, sf, fields) for score, si, leaf, doc in page]
+        for h, values in zip(hits_json, sort_json):
+            _insert_sort(h, values)
         name = _query_name(body.get("query"))
         if name:
             for h in hits_json:
@@ -115,15 +141,34 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     # the top-docs collector's max score: over every collected hit, not the page; none when size is 0
     scores = [h[0] for h in found if h[0] is not None]
     max_score = max(scores) if scores and size > 0 else None
-    hits_total: Any = {"value": total, "relation": "eq"}
-    if req.bool_param("rest_total_hits_as_int"):
-        hits_total = total
+    as_int = req.bool_param("rest_total_hits_as_int")
+    hits_total = render_total(total, track, as_int)
+    if as_int:
         for h in hits_json:  # the parameter renders every SearchHits, inner hits included
             for inner in h.get("inner_hits", {}).values():
                 inner["hits"]["total"] = inner["hits"]["total"]["value"]
+    hits: dict[str, Any] = {"max_score": max_score, "hits": hits_json}
+    if hits_total is not None:
+        hits = {"total": hits_total, **hits}
     return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
-                              "_shards": shards_json(len(shards), failures),
-                              "hits": {"total": hits_total, "max_score": max_score, "hits": hits_json}})
+                              "_shards": shards_json(len(shards), failures), "hits": hits})
+
+
+def _reject_aggregations(body: dict[str, Any]) -> None:
+    """segstore computes no aggregation yet: refuse them, naming each, rather than answer without them."""
+    for key in ("aggs", "aggregations"):
+        for name, spec in (body.get(key) or {}).items():
+            kinds = [k for k in (spec or {}) if k not in ("meta", "aggs", "aggregations")] or ["?"]
+            raise IllegalArgumentError(f"segstore does not support aggregations: cannot run the [{kinds[0]}] "
+                                       f"aggregation [{name}]")
+
+
+def _insert_sort(hit: dict[str, Any], values: list[Any]) -> None:
+    """``sort`` goes after ``_source`` / ``fields`` and before ``inner_hits`` (``SearchHit#toInnerXContent``)."""
+    inner = hit.pop("inner_hits", None)
+    hit["sort"] = values
+    if inner is not None:
+        hit["inner_hits"] = inner
 
 
 def _query_name(query: Any) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from segstore.errors import IllegalArgumentError, SegstoreError, ValidationError
@@ -111,10 +112,19 @@ def _inner_window_error(shard: Shard, pq: ParsedQuery) -> IllegalArgumentError |
         "[index.max_inner_result_window] index level setting.")
 
 
+def shard_exception(shard: Shard, e: ValidationError) -> ValidationError:
+    """A ``query_shard_exception`` raised by a shard, with the index it names."""
+    e.extra = {"index": shard.index, "index_uuid": shard.uuid}  # type: ignore[attr-defined]
+    return e
+
+
 def run_query_phase(node: Node, shards: list[Shard], parsed: list[ParsedQuery], window: int | None,
-                    allow_partial: bool = True) -> tuple[list[tuple[int, int, list[Hit]]], list[ShardFailure]]:
+                    allow_partial: bool = True, check: Callable[[int, Shard], None] | None = None,
+                    ) -> tuple[list[tuple[int, int, list[Hit]]], list[ShardFailure]]:
     """``[(shard number, total, hits)]`` of the shards that succeeded, and the failures. Raises when every
-    shard failed (or any did and partial results are not allowed)."""
+    shard failed (or any did and partial results are not allowed). ``check(shard number, shard)`` runs the
+    request's other per-shard validation (sort, aggregations): a ``query_shard_exception`` it raises is
+    reported as is, with the index; any other error as the shard's failure."""
     ok: list[tuple[int, int, list[Hit]]] = []
     failures: list[ShardFailure] = []
     nid = node_id(node)
@@ -124,6 +134,14 @@ def run_query_phase(node: Node, shards: list[Shard], parsed: list[ParsedQuery], 
         if err is not None:
             failures.append(ShardFailure(shard.index, nid, err, wrapped=False))
             continue
+        if check is not None:
+            try:
+                check(si, shard)
+            except ValidationError as e:
+                shard_level = e.error_type == "query_shard_exception"
+                failures.append(ShardFailure(shard.index, nid, shard_exception(shard, e) if shard_level else e,
+                                             wrapped=shard_level))
+                continue
         try:
             total, hits = shard.searcher.hits(pq)
         except ValidationError as e:

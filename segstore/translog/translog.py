@@ -234,6 +234,22 @@ class Translog:
                 if s.generation == gen and s.offset < end:  # else another thread's fsync covered us
                     self._sync_locked()
 
+    def set_durability(self, durability: str, sync_interval: float) -> None:
+        """Change ``index.translog.durability`` / ``sync_interval`` of the open translog. Switching to
+        ``request`` first makes everything written so far durable; ``async`` starts the periodic fsync."""
+        self._check_args(self._uuid, durability, sync_interval)
+        self._ensure_open()
+        self._sync_interval = sync_interval
+        if durability == "request" and self._durability != "request":
+            self._durability = durability
+            self.sync()
+        self._durability = durability
+        with self._lock:
+            if durability == "async" and self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, name=f"translog-sync[{self._path}]",
+                                                daemon=True)
+                self._syncer.start()
+
     def sync(self) -> None:
         """fsync the current generation, then durably rewrite ``translog.ckp``."""
         with self._syncing():
@@ -427,6 +443,8 @@ class Translog:
 
     def _sync_loop(self) -> None:
         while not self._stop.wait(self._sync_interval):
+            if self._durability != "async":  # switched to request durability: every add syncs itself
+                continue
             try:
                 self.sync()
             except AlreadyClosedError:
