@@ -15,6 +15,7 @@ from segstore.rest.router import Router, json_body
 from segstore.rest.search_options import SortContext, render_total, track_total_hits
 from segstore.rest.search_phase import Shard, run_query_phase, shards_json
 from segstore.rest.validation import int_param, token_name
+from segstore.search.aggregations import check_aggs, doc_sets, parse_aggs, run_aggs
 from segstore.search.fetch_fields import parse_fields
 from segstore.search.query_dsl import ParsedQuery, ParsingError, parse_query
 from segstore.search.searcher import IndexSearcher
@@ -92,7 +93,10 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     sf = parse_source_param(body.get("_source", req.param("_source")), req.param("_source_includes"),
                             req.param("_source_excludes"))
     allow_partial = req.bool_param("allow_partial_search_results", True)
-    _reject_aggregations(body)
+    if "aggs" in body and "aggregations" in body:
+        raise ValidationError("Found two aggregation type definitions in [aggregations]: [aggs] and "
+                              "[aggregations]", "parsing_exception")
+    aggs = parse_aggs(body.get("aggs", body.get("aggregations")))
     track = track_total_hits(body, req)
     keys = parse_sort(body.get("sort"), req.param("sort"))
     search_after = body.get("search_after")
@@ -103,6 +107,7 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     shards = _searchers(node, req.path_params.get("index"))
 
     def check(si: int, shard: Shard) -> None:
+        check_aggs(aggs, shard.searcher.mappings)
         if keys is None and search_after is not None:
             raise IllegalArgumentError("Sort must contain at least one field.")
         if keys is not None:
@@ -113,6 +118,8 @@ def search(node: Node, req: RestRequest) -> RestResponse:
         parsed = _parse_all(shards, body.get("query"))
         results, failures = run_query_phase(node, shards, parsed, start + size, allow_partial, check)
         total = sum(n for _, n, _ in results)
+        aggregations = run_aggs(aggs, doc_sets([(shards[si].searcher.reader, hits) for si, _, hits in results])) \
+            if aggs else None
         if keys is not None:
             found, columns = sorting.order({si: shards[si].searcher.reader for si, _, _ in results}, results)
             sort_json = sorting.values(columns, start, start + size)
@@ -150,17 +157,11 @@ def search(node: Node, req: RestRequest) -> RestResponse:
     hits: dict[str, Any] = {"max_score": max_score, "hits": hits_json}
     if hits_total is not None:
         hits = {"total": hits_total, **hits}
-    return RestResponse(200, {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
-                              "_shards": shards_json(len(shards), failures), "hits": hits})
-
-
-def _reject_aggregations(body: dict[str, Any]) -> None:
-    """segstore computes no aggregation yet: refuse them, naming each, rather than answer without them."""
-    for key in ("aggs", "aggregations"):
-        for name, spec in (body.get(key) or {}).items():
-            kinds = [k for k in (spec or {}) if k not in ("meta", "aggs", "aggregations")] or ["?"]
-            raise IllegalArgumentError(f"segstore does not support aggregations: cannot run the [{kinds[0]}] "
-                                       f"aggregation [{name}]")
+    out = {"took": int((time.perf_counter() - t0) * 1000), "timed_out": False,
+           "_shards": shards_json(len(shards), failures), "hits": hits}
+    if aggregations is not None:
+        out["aggregations"] = aggregations
+    return RestResponse(200, out)
 
 
 def _insert_sort(hit: dict[str, Any], values: list[Any]) -> None:

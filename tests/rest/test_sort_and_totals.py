@@ -1,4 +1,4 @@
-"""``sort``, ``search_after``, ``track_total_hits`` and the aggregation refusal of ``_search``, through both
+"""``sort``, ``search_after``, ``track_total_hits`` and aggregations of ``_search``, through both
 front ends. Expected bodies follow OpenSearch (``FieldSortBuilder``, ``SearchPhaseController``,
 ``RestSearchAction#checkRestTotalHits``)."""
 
@@ -154,7 +154,59 @@ def test_track_total_hits(client, idx):
     assert err["error"]["reason"] == "[track_total_hits] parameter must be positive or equals to -1, got -5"
 
 
-def test_aggregations_are_refused_not_ignored(client, idx):
-    err = fail(lambda: search(client, idx, {"aggs": {"by_tag": {"terms": {"field": "tag"}}}}))
+def test_aggregations(client, idx):
+    """Metric and terms aggregations over every matched document, shaped as OpenSearch renders them: a
+    multi-valued field counts each value in metrics and each document once per bucket; float values are
+    the float32 the field stores."""
+    body = {"size": 0, "aggs": {
+        "tags": {"terms": {"field": "tag"}, "aggs": {"top_price": {"max": {"field": "price"}}}},
+        "prices": {"stats": {"field": "price"}}, "f_min": {"min": {"field": "f"}}, "f_sum": {"sum": {"field": "f"}},
+        "n": {"value_count": {"field": "price"}}, "distinct": {"cardinality": {"field": "tag"}},
+        "by_price": {"terms": {"field": "price", "size": 2, "order": {"_key": "desc"}}},
+        "nothing": {"avg": {"field": "not_mapped"}}}}
+    aggs = search(client, idx, body)["aggregations"]
+    assert aggs == {
+        "tags": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 0, "buckets": [
+            {"key": "a", "doc_count": 1, "top_price": {"value": 3.0}},
+            {"key": "b", "doc_count": 1, "top_price": {"value": 5.0}},
+            {"key": "c", "doc_count": 1, "top_price": {"value": 9.0}},
+            {"key": "z", "doc_count": 1, "top_price": {"value": 5.0}}]},
+        "prices": {"count": 4, "min": 1.0, "max": 9.0, "avg": 4.5, "sum": 18.0},
+        "f_min": {"value": 0.10000000149011612}, "f_sum": {"value": 2.600000001490116},
+        "n": {"value": 4}, "distinct": {"value": 4},
+        "by_price": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 2, "buckets": [
+            {"key": 9, "doc_count": 1}, {"key": 5, "doc_count": 1}]},
+        "nothing": {"value": None}}
+
+
+def test_aggregations_follow_the_query(client, idx):
+    """A kNN query matches its hits only (hits.total); the aggregation sees exactly those documents."""
+    resp = search(client, idx, {"size": 0, "query": {"knn": {"v": {"vector": [0, 0], "k": 2}}},
+                                "aggs": {"tags": {"terms": {"field": "tag", "size": 1}},
+                                         "p": {"sum": {"field": "price"}}}})
+    assert resp["hits"]["total"] == {"value": 2, "relation": "eq"}  # docs 3 ([0,0]) and 0 ([1,1])
+    assert resp["aggregations"] == {
+        "tags": {"doc_count_error_upper_bound": 0, "sum_other_doc_count": 2, "buckets": [{"key": "b", "doc_count": 1}]},
+        "p": {"value": 15.0}}
+    resp = search(client, idx, {"query": {"term": {"tag": "a"}}, "aggs": {"p": {"avg": {"field": "price"}}}})
+    assert resp["aggregations"] == {"p": {"value": 3.0}}
+
+
+def test_aggregation_errors(client, idx):
+    err = fail(lambda: search(client, idx, {"aggs": {"h": {"histogram": {"field": "price", "interval": 2}}}}))
     assert err["status"] == 400 and err["error"]["root_cause"] == [{"type": "illegal_argument_exception", "reason": (
-        "segstore does not support aggregations: cannot run the [terms] aggregation [by_tag]")}]
+        "segstore does not support the [histogram] aggregation [h]: supported are terms, min, max, sum, avg, stats, "
+        "value_count and cardinality")}]
+    err = fail(lambda: search(client, idx, {"aggs": {"m": {"min": {"field": "tag"}}}}))
+    assert err["status"] == 400 and err["error"]["root_cause"][0]["reason"] == \
+        "Field [tag] of type [keyword] is not supported for aggregation [min]"
+    err = fail(lambda: search(client, idx, {"aggs": {"m": {"terms": {"field": "t"}}}}))
+    assert err["error"]["root_cause"][0]["reason"].startswith("Text fields are not optimised for operations")
+    err = fail(lambda: search(client, idx, {"aggs": {"m": {"terms": {"field": "nodv"}}}}))
+    assert err["error"]["root_cause"][0]["reason"] == ("Can't load fielddata on [nodv] because fielddata is "
+                                                        "unsupported on fields of type [keyword]. Use doc values "
+                                                        "instead.")
+    err = fail(lambda: search(client, idx, {"aggs": {"m": {"max": {"field": "price"}, "aggs": {
+        "x": {"min": {"field": "price"}}}}}}))
+    assert err["error"]["root_cause"][0]["reason"] == \
+        "Aggregator [m] of type [max] cannot accept sub-aggregations"
