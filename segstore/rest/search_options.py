@@ -10,12 +10,14 @@ default is 10,000. ``rest_total_hits_as_int`` makes the default exact, renders t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from segstore.errors import IllegalArgumentError, ValidationError
 from segstore.rest.response import RestRequest
+from segstore.search.hit_list import ShardHits, hit_arrays
 from segstore.search.sort import Column, SortKey, order_hits, resolve_kinds, shard_columns, sort_values
 
 __all__ = ["TRACK_ACCURATE", "TRACK_DISABLED", "track_total_hits", "render_total", "SortContext"]
@@ -88,24 +90,29 @@ class SortContext:
     def tracks_scores(self) -> bool:
         return any(k.field == "_score" for k in self.keys)
 
-    def order(self, readers: dict[int, Any], results: list[tuple[int, int, list[tuple[Any, int, int]]]]
-              ) -> tuple[list[tuple[Any, int, int, int]], list[Column]]:
-        """All hits ``(score, shard, leaf, doc)`` in sort order, and the merged sort columns (same order)."""
+    def order(self, readers: dict[int, Any], results: list[tuple[int, int, Sequence[tuple[Any, int, int]]]]
+              ) -> tuple[ShardHits, list[Column]]:
+        """All hits in sort order (arrays, read as ``(score, shard, leaf, doc)``) and the merged sort
+        columns in the same order."""
         cols: list[list[Column]] = []
-        shard_of, gdocs, flat = [], [], []
+        shard_of, gdocs, all_scores, all_leaves, all_docs = [], [], [], [], []
         for si, _, hits in results:
-            scores = np.asarray([h[0] if h[0] is not None else np.nan for h in hits], dtype=np.float64)
-            leaves = np.asarray([h[1] for h in hits], dtype=np.int64)
-            docs = np.asarray([h[2] for h in hits], dtype=np.int64)
+            scores, leaves, docs = hit_arrays(hits)
             reader = readers[si]
             cols.append(shard_columns(reader, self.keys, self.kinds[si], leaves, docs, scores))
             shard_of.append(np.full(len(hits), si, dtype=np.int64))
             gdocs.append(reader.doc_bases[leaves] + docs if len(hits) else np.zeros(0, dtype=np.int64))
-            flat.extend((h[0], si, h[1], h[2]) for h in hits)
-        shard_arr = np.concatenate(shard_of) if shard_of else np.zeros(0, dtype=np.int64)
-        gdoc_arr = np.concatenate(gdocs) if gdocs else np.zeros(0, dtype=np.int64)
+            all_scores.append(scores)
+            all_leaves.append(leaves)
+            all_docs.append(docs)
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+
+        shard_arr, gdoc_arr = cat(shard_of, np.int64), cat(gdocs, np.int64)
         rows, merged = order_hits(self.keys, cols, shard_arr, gdoc_arr, self.search_after)
-        ordered = [flat[int(r)] for r in rows]
+        ordered = ShardHits(cat(all_scores, np.float64)[rows], shard_arr[rows], cat(all_leaves, np.int64)[rows],
+                            cat(all_docs, np.int64)[rows])
         return ordered, [Column(c.kind, c.values[rows], c.present[rows]) for c in merged]
 
     def values(self, merged: list[Column], start: int, stop: int) -> list[list[Any]]:

@@ -21,7 +21,7 @@ numpy arrays: the entries of the matched documents are selected with one mask an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 
 from segstore.errors import IllegalArgumentError, ValidationError
 from segstore.mapping.mappings import NUMERIC_FLOAT_TYPES, NUMERIC_INT_TYPES
+from segstore.search.hit_list import hit_arrays
 from segstore.search.sort import no_fielddata
 
 __all__ = ["AggSpec", "parse_aggs", "check_aggs", "run_aggs"]
@@ -241,14 +242,10 @@ def run_aggs(specs: list[AggSpec], shards: DocSets) -> dict[str, Any]:
     return out
 
 
-def doc_sets(results: list[tuple[Any, list[tuple[Any, int, int]]]]) -> DocSets:
+def doc_sets(results: list[tuple[Any, Sequence[tuple[Any, int, int]]]]) -> DocSets:
     """Per shard (reader, hits ``(score, leaf, doc)``): the matched doc ids grouped by leaf."""
     out: DocSets = []
     for reader, hits in results:
-        if not hits:
-            out.append((reader, {}))
-            continue
-        leaves = np.fromiter((h[1] for h in hits), dtype=np.int64, count=len(hits))
-        docs = np.fromiter((h[2] for h in hits), dtype=np.int64, count=len(hits))
+        _, leaves, docs = hit_arrays(hits)
         out.append((reader, {int(li): docs[leaves == li] for li in np.unique(leaves)}))
     return out

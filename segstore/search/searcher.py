@@ -8,6 +8,7 @@ doc values. Hits carry ``_source`` with vectors injected, then the request's fil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from segstore.mapping.document_parser import _encode, _validate_one
 from segstore.mapping.mappings import Mappings
 from segstore.floats import shortest_float32
 from segstore.search.fetch_fields import fetch_fields
+from segstore.search.hit_list import HitList
 from segstore.search.inner_hits import InnerHitsContext
 from segstore.search.knn_query import knn_search, radial_search
 from segstore.search.nested_knn import nested_knn_search
@@ -233,7 +235,7 @@ class IndexSearcher:
         parts.sort(key=lambda h: (-h[0], int(self.reader.doc_bases[h[1]]) + h[2]))
         return len(parts), parts
 
-    def hits(self, pq: ParsedQuery) -> tuple[int, list[Hit]]:
+    def hits(self, pq: ParsedQuery) -> tuple[int, Sequence[Hit]]:
         """(total, [(score, leaf, doc)]) for the query, best first (all matches for non-kNN queries). A
         ``nested`` query with ``inner_hits`` leaves them in :attr:`inner_hits` for :meth:`hit_json`."""
         self.inner_hits = None
@@ -241,7 +243,7 @@ class IndexSearcher:
             return self._script_score(pq.script)
         if pq.knn is not None:
             return self._knn(pq.knn, pq.filter)
-        out: list[Hit] = []
+        leaves, docs = [], []
         for li, leaf in enumerate(self.reader.leaves):
             mask = pq.filter.mask(leaf) if pq.filter is not None else np.ones(leaf.max_doc, dtype=bool)
             if leaf.live is not None:
@@ -249,8 +251,14 @@ class IndexSearcher:
             roots = leaf.root_mask()
             if roots is not None:  # nested children are never hits themselves
                 mask = mask & roots
-            out.extend((pq.score, li, int(d)) for d in np.flatnonzero(mask))
-        return len(out), out
+            found = np.flatnonzero(mask)
+            docs.append(found)
+            leaves.append(np.full(found.shape[0], li, dtype=np.int64))
+        doc_arr = np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)
+        leaf_arr = np.concatenate(leaves) if leaves else np.zeros(0, dtype=np.int64)
+        # every match of a filter query scores the same: arrays, not a tuple per matching document
+        return int(doc_arr.shape[0]), HitList(np.full(doc_arr.shape[0], pq.score, dtype=np.float64), leaf_arr,
+                                              doc_arr.astype(np.int64, copy=False))
 
     def hit_json(self, score: float | None, leaf_i: int, doc: int, sf: SourceFilter,
                  fields: list[str] | None = None) -> dict[str, Any]:
