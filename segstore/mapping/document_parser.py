@@ -139,6 +139,8 @@ class DocumentParser:
                 raise TypeError(inferred.dtype)
             arr = inferred.astype(np.float64, copy=False)
             fast = arr.ndim == 2 and arr.shape[1] == width and bool(np.isfinite(arr).all())
+            if fast:
+                fast = not _hides_booleans(arr, values)
             if fast and fm.data_type != "float":
                 fast = bool(((arr == np.round(arr)) & (arr >= -128) & (arr <= 127)).all())
             if fast and fm.space_type == "cosinesimil":
@@ -168,6 +170,14 @@ class DocumentParser:
                     f"'{docs[slot][0]}'. Preview of field's value: '{_preview(value)}'",
                     caused_by=cause,
                 )
+
+
+def _hides_booleans(arr: np.ndarray, values: list[list[Any]]) -> bool:
+    """True if a row mixes JSON booleans with numbers (``[1, true]``): numpy turned them into 0/1, but
+    OpenSearch refuses a boolean token in a vector. Only rows holding an exact 0 or 1 can hide one, so real
+    embeddings are never scanned; the few candidate rows are checked in C (``map(type, row)``)."""
+    candidates = np.flatnonzero(((arr == 0) | (arr == 1)).any(axis=1))
+    return any(bool in set(map(type, values[j])) for j in candidates.tolist())
 
 
 def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:

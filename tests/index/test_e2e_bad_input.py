@@ -126,7 +126,9 @@ def test_non_numeric_vector_names_the_string_token(writer: segstore.IndexWriter,
 
 
 @pytest.mark.parametrize("source, token", [({"v": [True, False, True]}, "VALUE_TRUE"),
-                                           ({"v": [1.0, None, 2.0]}, "VALUE_NULL")])
+                                           ({"v": [1.0, None, 2.0]}, "VALUE_NULL"),
+                                           ({"v": [1, True, 2]}, "VALUE_TRUE"),      # numpy would make it 1
+                                           ({"v": [0.5, False, 2.5]}, "VALUE_FALSE")])
 def test_boolean_and_null_elements_are_rejected(writer: segstore.IndexWriter, source: dict[str, Any],
                                                 token: str) -> None:
     before = State(writer)
@@ -134,6 +136,16 @@ def test_boolean_and_null_elements_are_rejected(writer: segstore.IndexWriter, so
         writer.index("x", source)
     assert ei.value.caused_by.message == f"Current token ({token}) not numeric, can not use numeric value accessors"
     before.assert_unchanged(writer)
+
+
+def test_a_boolean_hidden_in_a_bulk_rejects_only_its_document(writer: segstore.IndexWriter) -> None:
+    """The batch path converts a whole bulk at once; a boolean mixed with numbers in one document must still
+    reject that document (and only it), as OpenSearch refuses the token."""
+    res = writer.bulk([IndexOp("ok1", {"v": [1.0, 0.0, 1.0]}), IndexOp("bad", {"v": [1.0, 0.0, True]}),
+                       IndexOp("ok2", {"v": [0.25, 0.5, 0.75]})])
+    assert [type(r).__name__ for r in res] == ["OpResult", "MapperParsingError", "OpResult"]
+    assert res[1].caused_by.message == "Current token (VALUE_TRUE) not numeric, can not use numeric value accessors"
+    assert writer.get("bad") is None and writer.get("ok1").source == {"v": [1.0, 0.0, 1.0]}
 
 
 def test_multiple_values_for_one_vector_field(writer: segstore.IndexWriter) -> None:
