@@ -174,10 +174,11 @@ class DocumentParser:
 
 def _hides_booleans(arr: np.ndarray, values: list[list[Any]]) -> bool:
     """True if a row mixes JSON booleans with numbers (``[1, true]``): numpy turned them into 0/1, but
-    OpenSearch refuses a boolean token in a vector. Only rows holding an exact 0 or 1 can hide one, so real
-    embeddings are never scanned; the few candidate rows are checked in C (``map(type, row)``)."""
-    candidates = np.flatnonzero(((arr == 0) | (arr == 1)).any(axis=1))
-    return any(bool in set(map(type, values[j])) for j in candidates.tolist())
+    OpenSearch refuses a boolean token in a vector. Only an element that became exactly 0 or 1 can have been
+    a boolean, so just those are looked at (a few per row in real embeddings, whose exact zeros are rare but
+    not absent), never whole rows."""
+    rows, cols = np.nonzero((arr == 0) | (arr == 1))
+    return any(values[r][c].__class__ is bool for r, c in zip(rows.tolist(), cols.tolist()))
 
 
 def _validate_one(fm: KnnVectorMapping, value: Any) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from segstore.errors import MapperParsingError
@@ -50,9 +51,11 @@ class Mappings:
     dynamic: str = "true"
     routing_required: bool = False  # ``_routing: {"required": true}``: writes and GETs must name a routing
 
-    @property
+    @cached_property
     def doc_value_fields(self) -> dict[str, tuple[str, str]]:
-        """``path -> (source path, type)`` of the fields that get doc values (filterable without _source)."""
+        """``path -> (source path, type)`` of the fields that get doc values (filterable without _source).
+        Cached: a ``Mappings`` is complete once parsed (a mapping update parses a new one), and the document
+        parser asks for this once per document."""
         out = {}
         for path, ftype in self.leaf_types.items():
             if ftype in DOC_VALUE_TYPES and path not in self.no_doc_values:
