@@ -220,7 +220,7 @@ class IndexSearcher:
         if space not in ("l2", "cosinesimil", "innerproduct", "l1", "linf", "hamming"):
             raise IllegalArgumentError("Invalid space type. Please refer to the available space types.")
         q = self.query_vector(sc.field, sc.query_value)
-        parts: list[Hit] = []
+        scores, leaves, docs = [], [], []
         for li, leaf in enumerate(self.reader.leaves):
             values = leaf.vector_values(sc.field)
             if values is None or values.size == 0:
@@ -229,11 +229,15 @@ class IndexSearcher:
             if leaf.live is not None:
                 mask = mask & leaf.live
             ords = np.flatnonzero(mask[values.ord_to_doc])
-            s = exact_scores(space, values.vectors[ords], q)
-            shown = shortest_float32(s)
-            parts.extend((float(x), li, int(d)) for x, d in zip(shown, values.ord_to_doc[ords]))
-        parts.sort(key=lambda h: (-h[0], int(self.reader.doc_bases[h[1]]) + h[2]))
-        return len(parts), parts
+            scores.append(shortest_float32(exact_scores(space, values.vectors[ords], q)))
+            docs.append(values.ord_to_doc[ords].astype(np.int64))
+            leaves.append(np.full(ords.shape[0], li, dtype=np.int64))
+        if not docs:
+            return 0, []
+        s, leaf_arr, doc_arr = np.concatenate(scores), np.concatenate(leaves), np.concatenate(docs)
+        # every scored document is a hit: arrays in (score desc, global doc asc) order, no tuple per document
+        order = np.lexsort((self.reader.doc_bases[leaf_arr] + doc_arr, -s))
+        return int(s.shape[0]), HitList(s[order], leaf_arr[order], doc_arr[order])
 
     def hits(self, pq: ParsedQuery) -> tuple[int, Sequence[Hit]]:
         """(total, [(score, leaf, doc)]) for the query, best first (all matches for non-kNN queries). A
