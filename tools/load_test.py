@@ -59,28 +59,35 @@ def _answers(port: int) -> bool:
 
 
 class Server:
-    """``segstore serve`` as a subprocess on 127.0.0.1; ``stop()`` sends SIGTERM, then SIGKILL on timeout."""
+    """``segstore serve`` as a subprocess on 127.0.0.1 (also the REST suite's ``http`` front end); ``stop()``
+    sends SIGTERM, then SIGKILL on timeout."""
 
-    def __init__(self, data_dir: str, port: int, log_path: str, start_timeout: float = 60.0) -> None:
-        self.port = port
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+    def __init__(self, data_dir: str, port: int | None = None, log_path: str | None = None,
+                 start_timeout: float = 60.0) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.log_path = log_path or os.path.join(data_dir, "..", f"serve-{self.port}.log")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         cmd = [sys.executable, "-m", "segstore_tools", "serve", "--data", data_dir, "--host", "127.0.0.1",
-               "--port", str(port)]
-        # cwd outside the checkout, so ``python -m`` cannot pick up the repository's top-level folders
+               "--port", str(self.port)]
+        # cwd outside the checkout: ``python -m`` puts the cwd first on sys.path, and the repository root
+        # holds a ``codecs/`` folder that must not shadow the standard library.
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=os.path.dirname(os.path.abspath(data_dir)))
         deadline = time.monotonic() + start_timeout
-        while not _answers(port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        while not _answers(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"segstore serve exited with {self.proc.returncode}: {self.log()}")
+            if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"segstore serve did not start on port {port}: {self.log_tail()}")
+                raise RuntimeError(f"segstore serve did not answer GET / within {start_timeout}s: {self.log()}")
             time.sleep(0.05)
 
-    def log_tail(self) -> str:
+    def log(self) -> str:
+        """The end of the server's output."""
         try:
             with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-3000:]
+                return f.read().decode("utf-8", "replace")[-4000:]
         except OSError:
             return ""
 
@@ -256,7 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         code = server.stop()
         report["server_exit_code"] = code
-        report["server_log_tail"] = server.log_tail()[-1500:] if code not in (0, None) else ""
+        report["server_log_tail"] = server.log()[-1500:] if code not in (0, None) else ""
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     problems = list(report.get("verify", {}).get("problems", []))

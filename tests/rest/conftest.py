@@ -19,11 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,55 +28,9 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
+from segstore_tools.load_test import Server  # the one `segstore serve` subprocess helper
+
 VARIANTS = ("embedded", "http")
-SERVER_START_TIMEOUT = 60.0
-
-
-from segstore_tools.load_test import _answers, free_port  # noqa: E402 - one loopback-server helper set
-
-
-class Server:
-    """A ``segstore serve`` subprocess on 127.0.0.1 (also used by ``tools/load_test.py``'s tests)."""
-
-    def __init__(self, data_dir: str, port: int | None = None, log_path: str | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = port or free_port()
-        self.log_path = log_path or os.path.join(data_dir, "..", f"serve-{self.port}.log")
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-m", "segstore_tools", "serve", "--data", data_dir, "--host", "127.0.0.1",
-               "--port", str(self.port)]
-        # cwd outside the checkout: ``python -m`` puts the cwd first on sys.path, and the repository root
-        # holds a ``codecs/`` folder that must not shadow the standard library.
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=os.path.dirname(os.path.abspath(data_dir)))
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _answers(self.port):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"segstore serve exited with {self.proc.returncode}: {self.log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"segstore serve did not answer GET / within {SERVER_START_TIMEOUT}s: "
-                                   f"{self.log()}")
-            time.sleep(0.05)
-
-    def log(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM, wait, SIGKILL on timeout. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
 
 
 def http_client(port: int) -> OpenSearch:
