@@ -128,8 +128,9 @@ class Node:
                 except Exception as e:  # noqa: BLE001 - a failing index must not stop the others
                     log.warning("background refresh of [%s] failed: %r", name, e)
 
-    def close(self) -> None:
-        """Commit and close every index, then the catalog. Idempotent."""
+    def close(self, *, commit: bool = True) -> None:
+        """Commit and close every index, then the catalog. Idempotent. ``commit=False`` closes the writers
+        without a commit, as a crash after the translog fsync would leave them (tests of recovery)."""
         with self._lock:
             if self._closed:
                 return
@@ -141,7 +142,7 @@ class Node:
         with self._lock:
             for w in self._writers.values():
                 try:
-                    w.close()
+                    w.close(commit=commit)
                 except Exception as e:  # noqa: BLE001
                     log.warning("closing [%s] failed: %r", w.index_name, e)
             self._writers.clear()

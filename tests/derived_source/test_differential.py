@@ -187,16 +187,7 @@ def index_bytes(client: Any, index: str) -> tuple[int, int]:
 
 def crash(client: Any) -> None:
     """Close every writer without a commit (a crash after the translog fsync), then the node."""
-    node = client.transport.node
-    node._stop.set()
-    if node._thread is not None:
-        node._thread.join()
-    with node._lock:
-        for w in node._writers.values():
-            w.close(commit=False)
-        node._writers.clear()
-        node._closed = True
-        node.catalog.close()
+    client.transport.node.close(commit=False)
 
 
 VECTOR_PATHS = frozenset({"f_vec", "b_vec", "bin_vec", "obj.f_vec", "obj.o2.b_vec", "obj.n_in_obj.f_vec",

@@ -117,15 +117,7 @@ def search_sources(client: Any, index: str, body: dict[str, Any] | None = None, 
 def crash_and_reopen(client: Any) -> Any:
     """Close every writer without a commit (translog only), then open a new client on the data directory."""
     node = client.transport.node
-    node._stop.set()
-    if node._thread is not None:
-        node._thread.join()
-    with node._lock:
-        for w in node._writers.values():
-            w.close(commit=False)
-        node._writers.clear()
-        node._closed = True
-        node.catalog.close()
+    node.close(commit=False)
     return segstore.connect(node.data_dir)
 
 
