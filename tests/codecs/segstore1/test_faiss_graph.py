@@ -15,9 +15,7 @@ import pytest
 
 from segstore.codec.framing import FramedInput, write_footer, write_header
 from segstore.errors import ChecksumMismatchError, CorruptIndexError, TruncatedFileError
-from segstore.index.field_infos import FieldInfo, FieldInfos
-from segstore.index.segment_info import SegmentInfo, new_segment_id
-from segstore.index.write_state import SegmentReadState, SegmentWriteState
+from segstore.index.field_infos import FieldInfo
 from segstore.store import Directory, MemoryDirectory
 from segstore.testing import corrupt
 from segstore_codecs.segstore1 import faiss_graph
@@ -29,6 +27,7 @@ from segstore_codecs.segstore1.graph_format import (
     build_graph,
 )
 from segstore_codecs.segstore1.vector_values_format import SegStore1VectorValuesFormat
+from test_graph_format import open_graphs, write_segment  # one way to write a segment's vectors and graphs
 
 faiss: Any = _faiss  # faiss's bundled stubs miss much of its SWIG API
 GRAPHS = SegStore1HnswGraphFormat()
@@ -38,30 +37,6 @@ HNSW = "_0_f0.hnsw"
 N = 5000
 BYTE_DIM, BITS = 32, 64
 POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
-
-
-def write_segment(directory: Directory, fields: dict[FieldInfo, np.ndarray], max_doc: int) -> SegmentWriteState:
-    """Write vector values and graphs like a flush does (docs = 0..n-1); the segment info lists the files,
-    as the ``.si`` written next does."""
-    info = SegmentInfo(name="_0", segment_id=new_segment_id(), max_doc=max_doc, codec="SegStore1")
-    state = SegmentWriteState(directory, info, FieldInfos(list(fields)))
-    vw = VECTORS.fields_writer(state)
-    for fi, vecs in fields.items():
-        vw.add_field(fi, vecs, np.arange(len(vecs), dtype=np.int32))
-    vw.finish()
-    reader = VECTORS.fields_reader(SegmentReadState(directory, info, state.field_infos))
-    gw = GRAPHS.fields_writer(state)
-    for fi in fields:
-        values = reader.get(fi.name)
-        assert values is not None
-        gw.add_field(fi, values)
-    gw.finish()
-    info.files = sorted(state.files)
-    return state
-
-
-def open_graphs(state: SegmentWriteState):  # type: ignore[no-untyped-def]
-    return GRAPHS.fields_reader(SegmentReadState(state.directory, state.segment_info, state.field_infos))
 
 
 def byte_field(space: str = "l2", dim: int = BYTE_DIM, **attrs: str) -> FieldInfo:
