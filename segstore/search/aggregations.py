@@ -210,15 +210,13 @@ def _terms(spec: AggSpec, shards: DocSets) -> dict[str, Any]:
         for t in shown.tolist():
             bucket = {**_key_json(terms[t], ftype), "doc_count": int(counts[t])}
             if spec.subs:
-                docs_with = set(pairs[1][pairs[0] == t].tolist())
-                bucket.update(run_aggs(list(spec.subs), _restrict(shards, docs_with)))
+                bucket.update(run_aggs(list(spec.subs), _restrict(shards, pairs[1][pairs[0] == t])))
             buckets.append(bucket)
     return {"doc_count_error_upper_bound": 0, "sum_other_doc_count": other, "buckets": buckets}
 
 
-def _restrict(shards: DocSets, keys: set[int]) -> DocSets:
-    """The shards' matched documents whose global key is in ``keys`` (a terms bucket's documents)."""
-    wanted = np.fromiter(keys, dtype=np.int64, count=len(keys))
+def _restrict(shards: DocSets, wanted: np.ndarray) -> DocSets:
+    """The shards' matched documents whose global key is in ``wanted`` (a terms bucket's documents)."""
     out: DocSets = []
     for si, (reader, per_leaf) in enumerate(shards):
         mine = wanted[wanted % len(shards) == si] // len(shards)
