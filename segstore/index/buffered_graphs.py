@@ -48,7 +48,6 @@ class BufferedGraphs:
         # to a builder), and the batches already given (in order: together, the segment's rows)
         self._pending: dict[str, list[dict[str, np.ndarray]]] = {}
         self._batches: dict[str, list[np.ndarray]] = {}
-        self._counts: dict[str, int] = {}  # rows buffered per field (in buffer order)
         self._builders: dict[str, IncrementalGraphBuilder] = {}
         self._off: set[str] = set()  # fields built at flush in this generation (ineligible or order broken)
 
@@ -71,15 +70,13 @@ class BufferedGraphs:
         for path, dicts in list(self._pending.items()):
             if not dicts:
                 continue
-            count = self._counts.get(path, 0) + len(dicts)
             builder = self._builders.get(path)
-            if builder is None:
-                if count < self._min_vectors:
+            if builder is None:  # until a builder starts, the pending rows are all of the field's rows
+                if len(dicts) < self._min_vectors:
                     continue  # keep accumulating references; nothing is copied yet
                 builder = self._start(path)
                 if builder is None:
                     continue
-            self._counts[path] = count
             self._pending[path] = []
             batch = self._stack(path, dicts)
             try:
@@ -105,7 +102,6 @@ class BufferedGraphs:
         dicts = self._pending.pop(path, None)
         if dicts:  # buffered after the last submit (e.g. by translog replay)
             self._builders[path].add(self._stack(path, dicts))
-            self._counts[path] += len(dicts)
         batches = self._batches.get(path) or []
         return batches[0] if len(batches) == 1 else np.concatenate(batches) if batches else None
 
