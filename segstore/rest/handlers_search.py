@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 
 from segstore.errors import IllegalArgumentError, RoutingMissingError, ValidationError
 from segstore.index.operations import IndexOp
@@ -20,7 +18,7 @@ from segstore.rest.search_phase import Shard, run_query_phase, shards_json
 from segstore.rest.validation import int_param, token_name
 from segstore.search.aggregations import check_aggs, doc_sets, parse_aggs, run_aggs
 from segstore.search.fetch_fields import parse_fields
-from segstore.search.hit_list import ShardHits, hit_arrays
+from segstore.search.hit_list import ShardHits
 from segstore.search.query_dsl import ParsedQuery, ParsingError, parse_query
 from segstore.search.searcher import IndexSearcher
 from segstore.search.sort import parse_sort
@@ -133,7 +131,7 @@ def search(node: Node, req: RestRequest) -> RestResponse:
             found = [(score, si, leaf, doc) for si, _, hits in results for score, leaf, doc in hits]
             found.sort(key=lambda h: -h[0])  # stable: per-index order breaks ties
         else:  # shard by shard in index order: only the page becomes Python objects
-            found = _Concat([(si, hits) for si, _, hits in results])
+            found = ShardHits.concat([(si, hits) for si, _, hits in results])
         page = found[start:start + size]
         fields = parse_fields(body["fields"]) if body.get("fields") is not None else None
         hits_json = [shards[si].searcher.hit_json(score, leaf, doc, sf, fields) for score, si, leaf, doc in page]
@@ -151,7 +149,7 @@ def search(node: Node, req: RestRequest) -> RestResponse:
         for s in shards:
             s.searcher.reader.close()
     # the top-docs collector's max score: over every collected hit, not the page; none when size is 0
-    max_score = found.max_score() if isinstance(found, (_Concat, ShardHits)) else \
+    max_score = found.max_score() if isinstance(found, ShardHits) else \
         max((h[0] for h in found if h[0] is not None), default=None)
     max_score = max_score if size > 0 else None
     as_int = req.bool_param("rest_total_hits_as_int")
@@ -185,34 +183,6 @@ def _query_name(query: Any) -> str | None:
         if isinstance(body, dict) and body.get("_name"):
             return str(body["_name"])
     return None
-
-
-class _Concat:
-    """Several shards' hits read as one sequence of ``(score, shard, leaf, doc)``, sliced without
-    materialising the rest (a filter query's hits are arrays, see :class:`HitList`)."""
-
-    def __init__(self, parts: list[tuple[int, Sequence[tuple[Any, int, int]]]]) -> None:
-        self.parts = parts
-
-    def __getitem__(self, page: slice) -> list[tuple[Any, int, int, int]]:
-        out: list[tuple[Any, int, int, int]] = []
-        lo, hi = page.start or 0, page.stop
-        offset = 0
-        for si, hits in self.parts:
-            n = len(hits)
-            if hi is not None and offset >= hi:
-                break
-            a, b = max(lo - offset, 0), n if hi is None else min(hi - offset, n)
-            if a < b:
-                out.extend((score, si, leaf, doc) for score, leaf, doc in hits[a:b])
-            offset += n
-        return out
-
-    def max_score(self) -> float | None:
-        best = [hit_arrays(hits)[0] for _, hits in self.parts if len(hits)]
-        scores = np.concatenate(best) if best else np.zeros(0)
-        scores = scores[~np.isnan(scores)]
-        return float(scores.max()) if scores.size else None
 
 
 def count(node: Node, req: RestRequest) -> RestResponse:

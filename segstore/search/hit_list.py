@@ -77,6 +77,17 @@ class ShardHits:
         scores = [None] * n if self.scores is None else [None if x != x else x for x in self.scores[page].tolist()]
         return list(zip(scores, self.shards[page].tolist(), self.leaves[page].tolist(), self.docs[page].tolist()))
 
+    @classmethod
+    def concat(cls, parts: list[tuple[int, Sequence[Hit]]]) -> ShardHits:
+        """Shards' hits ``[(shard, hits)]`` one after the other, in the given order."""
+        arrays = [(si, *hit_arrays(hits)) for si, hits in parts]
+        if not arrays:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(np.zeros(0), empty, empty, empty)
+        return cls(np.concatenate([a[1] for a in arrays]),
+                   np.concatenate([np.full(a[3].shape[0], a[0], dtype=np.int64) for a in arrays]),
+                   np.concatenate([a[2] for a in arrays]), np.concatenate([a[3] for a in arrays]))
+
     def without_scores(self) -> ShardHits:
         return ShardHits(None, self.shards, self.leaves, self.docs)
 
