@@ -69,10 +69,6 @@ class QuantizedValues:
                 self._codes, self._framed = self._opener()
             return self._codes
 
-    @property
-    def codes_mapped(self) -> bool:
-        return self._codes is not None
-
     def memory_bytes(self) -> int:
         thresholds = 0 if self.state.thresholds is None else int(self.state.thresholds.nbytes)
         return thresholds + (int(self._codes.nbytes) if self._codes is not None else 0)

@@ -175,11 +175,6 @@ class IndexSettings:
     def get(self, name: str, default: Any = None) -> Any:
         return self.raw.get(name, _KNOWN.get(name, default) if default is None else default)
 
-    @staticmethod
-    def is_final(name: str) -> bool:
-        """Settings that can only be set at index creation."""
-        return name in _FINAL
-
 
 def _check_values(flat: dict[str, Any]) -> None:
     """Type and bound checks of the plain dynamic settings (``Setting#get`` in OpenSearch)."""

@@ -44,9 +44,6 @@ class HitList(Sequence[Hit]):
     def __iter__(self) -> Iterator[Hit]:
         return zip(self.scores.tolist(), self.leaves.tolist(), self.docs.tolist())
 
-    def max_score(self) -> float | None:
-        return float(self.scores.max()) if len(self) else None
-
 
 def hit_arrays(hits: Sequence[Hit]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, leaves, docs) of any hit sequence; a ``HitList``'s own arrays without a copy. A ``None``
