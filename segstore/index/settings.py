@@ -46,7 +46,6 @@ _KNOWN: dict[str, Any] = {
     "index.provided_name": None,
     "index.version.created": None,
 }
-_FINAL = {"index.knn.derived_source.enabled", "index.knn", "index.number_of_shards"}
 KNOWN = frozenset(_KNOWN)
 # Settings an open index can change (``Property.Dynamic`` in OpenSearch and the k-NN plugin)
 DYNAMIC = frozenset({
