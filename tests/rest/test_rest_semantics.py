@@ -419,3 +419,22 @@ def test_invalid_utf8_search_body(client, raw, idx):
     status, _, body = raw("POST", f"/{idx}/_search", b'{"query":{"term":{"t":"caf\xe9"}}}')
     assert status == 400 and body["error"]["type"] == "parse_exception"
     assert body["error"]["caused_by"]["type"] == "json_parse_exception"
+
+
+def test_filter_query_pages_cross_index_boundaries(client, idx):
+    """Filter hits stay arrays per index; a page is cut across indices in index order, doc order within."""
+    other = idx + "-b"
+    client.indices.create(index=other, body={"settings": {"index.knn": True}, "mappings": {"properties": VEC}})
+    for i in range(2, 5):
+        client.index(index=idx, id=str(i), body={"v": [i, i]})
+    for i in range(3):
+        client.index(index=other, id=f"b{i}", body={"v": [i, i]})
+    client.indices.refresh(index=f"{idx},{other}")
+    pages = [[(h["_index"], h["_id"], h["_score"]) for h in client.search(
+        index=f"{idx},{other}", body={"from": start, "size": 3, "query": {"match_all": {}}, "_source": False}
+    )["hits"]["hits"]] for start in (0, 3, 6)]
+    assert pages == [[(idx, "1", 1.0), (idx, "2", 1.0), (idx, "3", 1.0)],
+                     [(idx, "4", 1.0), (other, "b0", 1.0), (other, "b1", 1.0)],
+                     [(other, "b2", 1.0)]]
+    resp = client.search(index=f"{idx},{other}", body={"size": 0, "query": {"match_all": {}}})
+    assert resp["hits"]["total"] == {"value": 7, "relation": "eq"} and resp["hits"]["max_score"] is None
