@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # conftest modules share one name at run time: import only for the checker
+    from conftest import GraphSpy
 
 import numpy as np
 import pytest
@@ -28,7 +31,6 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 import segstore
-from segstore.index.segment_reader import SegmentReader
 
 QSE = "query_shard_exception"
 IAE = "illegal_argument_exception"
@@ -124,28 +126,6 @@ def assert_error(e: TransportError, type_: str, reason: str, status: int = 400) 
 def knn_error(client: OpenSearch, name: str, clause: dict[str, Any], type_: str, reason: str,
               field: str = "v") -> None:
     assert_error(search_error(client, name, {"query": {"knn": {field: clause}}}), type_, reason)
-
-
-class GraphSpy:
-    """Counts ``SegmentReader.graph`` calls that returned a graph: the kNN query asks for the graph only when
-    a segment takes the graph path (exact search never does)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@pytest.fixture
-def graph_spy(monkeypatch: pytest.MonkeyPatch) -> GraphSpy:
-    spy = GraphSpy()
-    original = SegmentReader.graph
-
-    def graph(self: SegmentReader, field: str) -> Any:
-        g = original(self, field)
-        if g is not None:
-            spy.count += 1
-        return g
-    monkeypatch.setattr(SegmentReader, "graph", graph)
-    return spy
 
 
 V4 = [1.0, 2.0, 3.0, 4.0]

@@ -73,7 +73,10 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # conftest modules share one name at run time: import only for the checker
+    from conftest import GraphSpy
 
 import numpy as np
 import pytest
@@ -81,7 +84,6 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 import segstore
-from segstore.index.segment_reader import SegmentReader
 from segstore.search.knn_query import EXACT_SEARCH_MAX_VECTORS
 
 K = 10
@@ -189,31 +191,6 @@ def index_name(client: OpenSearch) -> Iterator[str]:
         client.indices.delete(index=name)
     except TransportError:
         pass
-
-
-class GraphSpy:
-    """Counts ``SegmentReader.graph`` calls that returned a graph (the kNN query calls it only on the graph
-    path; small or filtered segments are scanned without asking for the graph)."""
-
-    def __init__(self) -> None:
-        self.graph_searches = 0
-
-    def reset(self) -> None:
-        self.graph_searches = 0
-
-
-@pytest.fixture
-def graph_spy(monkeypatch: pytest.MonkeyPatch) -> GraphSpy:
-    spy = GraphSpy()
-    original = SegmentReader.graph
-
-    def graph(self: SegmentReader, field: str) -> Any:
-        g = original(self, field)
-        if g is not None:
-            spy.graph_searches += 1
-        return g
-    monkeypatch.setattr(SegmentReader, "graph", graph)
-    return spy
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -329,7 +306,7 @@ def _run_minilm(client: OpenSearch, name: str, spy: GraphSpy, data_dir: str, com
     assert min(sizes) > EXACT_SEARCH_MAX_VECTORS  # every segment is searched through its graph
     spy.reset()
     recall, totals = measure_recall(client, name, data_type, space, docs, queries, int)
-    assert spy.graph_searches >= N_QUERIES * segments
+    assert spy.count >= N_QUERIES * segments
     # faiss: up to k per segment (no rescoring); lucene: k per shard (§6)
     assert set(totals) == {K * segments if engine == "faiss" else K}
     return recall
@@ -370,7 +347,7 @@ def test_recall_minilm_10k_three_segments_then_merged(client: OpenSearch, index_
     docs, queries = minilm(shared_data, data_type, N_DOCS_SLOW)
     graph_spy.reset()
     merged, totals = measure_recall(client, index_name, data_type, space, docs, queries, int)
-    assert graph_spy.graph_searches >= N_QUERIES
+    assert graph_spy.count >= N_QUERIES
     assert set(totals) == {K}
     report(f"minilm n={N_DOCS_SLOW} segments=1(merged) {'-'.join(combo)}", merged)
     assert merged >= MIN_RECALL
@@ -466,7 +443,7 @@ def test_knn_testdata_exact_path_returns_ground_truth(client: OpenSearch, index_
             assert sorted(dist[row_of[i]] for i in got) == sorted(dist[row_of[i]] for i in gt[qi][:K])
         else:
             assert got == gt[qi][:K], qi
-    assert graph_spy.graph_searches == 0
+    assert graph_spy.count == 0
     report(f"knn-testdata exact {data_type}-{space}-{engine}", 1.0)
 
 
@@ -489,7 +466,7 @@ def test_knn_testdata_graph_recall(client: OpenSearch, index_name: str, graph_sp
         lambda i: row_of.get(i), threshold_of=lambda qi, dist: float(thr[qi]),
         check_scores=binary)  # float: the engine scores float32 docs against a float32 query; distances of
     # ~1e11 differ from the float64 truth in the 7th digit, so only ranks are checked there
-    assert graph_spy.graph_searches >= len(gt) * segments
+    assert graph_spy.count >= len(gt) * segments
     assert set(totals) == {K * segments if engine == "faiss" else K}
     report(f"knn-testdata graph segments={segments} {data_type}-{space}-{engine}", recall)
     assert recall >= MIN_RECALL
